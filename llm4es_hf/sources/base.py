@@ -1,0 +1,286 @@
+"""Raw event tables -> a users Dataset (one row per user, one list column per field).
+
+Every source reads its files into a flat polars frame of strings, then hands it
+here. Validation is vectorized: values are cast with ``strict=False`` and the
+rows where a non-empty value failed to cast are reported by file line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import polars as pl
+
+from ..errors import Llm4esError
+from ..schema import EventSchema
+
+ROW = "__line"
+FILE = "__file"
+EVENT_TIME = "event_time"
+SECONDS_PER_DAY = 86400.0
+
+
+@dataclass
+class SourceReport:
+    """What a source read, and every row or value it dropped or repaired, by reason."""
+
+    source: str
+    files: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    dropped_rows: dict[str, int] = field(default_factory=dict)
+    missing_values: dict[str, int] = field(default_factory=dict)
+    duplicate_events: int = 0
+    users: int = 0
+    events: int = 0
+    users_without_events: int = 0
+    unlabeled_users: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, count: int) -> None:
+        if count:
+            self.dropped_rows[reason] = self.dropped_rows.get(reason, 0) + int(count)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+
+
+def read_table(
+    path: str | Path, *, encoding: str = "utf-8", separator: str | None = None, quote_char: str | None = '"'
+) -> pl.DataFrame:
+    """Read a CSV (optionally gzipped) or Parquet file with every column as strings.
+
+    Adds the 1-based file line of each row (header = line 1) and the file name, so
+    later checks can point at the exact place of a bad value.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise Llm4esError("file not found", file=path)
+    if path.suffix == ".parquet":
+        frame = pl.read_parquet(path)
+        frame = frame.with_columns(pl.all().cast(pl.Utf8))
+        frame = frame.with_row_index(ROW, offset=0)
+    else:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            import gzip
+
+            raw = gzip.decompress(raw)
+        text = _decode(raw, path, encoding)
+        sep = separator or _sniff_separator(text, path)
+        try:
+            frame = pl.read_csv(
+                text.encode("utf-8"), separator=sep, infer_schema=False, quote_char=quote_char
+            )
+        except pl.exceptions.PolarsError as err:
+            raise Llm4esError(f"cannot parse as CSV: {err}", file=path) from err
+        frame = frame.with_row_index(ROW, offset=2)
+    frame = frame.rename({c: c.strip() for c in frame.columns if c != ROW})
+    return frame.with_columns(pl.lit(str(path)).alias(FILE))
+
+
+def _decode(raw: bytes, path: Path, encoding: str) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise Llm4esError(
+            f"bytes not valid {encoding} at byte offset {err.start} ({raw[err.start:err.start + 4]!r}); "
+            "set `encoding:` in the schema (e.g. cp1251, latin-1) if the file uses another encoding",
+            file=path,
+            row=line,
+        ) from err
+
+
+def _sniff_separator(text: str, path: Path) -> str:
+    first = text.split("\n", 1)[0]
+    counts = {sep: first.count(sep) for sep in (",", ";", "\t")}
+    sep, count = max(counts.items(), key=lambda kv: kv[1])
+    if count == 0:
+        raise Llm4esError("cannot tell the column separator from the header line", file=path, row=1)
+    return sep
+
+
+def require_columns(frame: pl.DataFrame, columns: list[str], where: str) -> None:
+    """Fail naming the first missing column and the columns that are there."""
+    present = [c for c in frame.columns if c not in (ROW, FILE)]
+    for column in columns:
+        if column not in present:
+            raise Llm4esError(f"missing column; the file has {present}", file=where, column=column)
+
+
+def _blank_to_null(expr: pl.Expr) -> pl.Expr:
+    stripped = expr.str.strip_chars()
+    return pl.when(stripped.str.len_chars() == 0).then(None).otherwise(stripped)
+
+
+def _parse_time(expr: pl.Expr, schema: EventSchema) -> pl.Expr:
+    spec = schema.time
+    if spec.parse == "unix_seconds":
+        return expr.cast(pl.Float64, strict=False)
+    if spec.parse == "unix_days":
+        return expr.cast(pl.Float64, strict=False) * SECONDS_PER_DAY
+    if spec.parse == "day_time":
+        parts = expr.str.extract_groups(r"^(-?\d+)\s+(\d{1,2}):(\d{2}):(\d{2})$")
+        seconds = parts.struct.field("4").cast(pl.Float64).clip(upper_bound=59.0)
+        return (
+            parts.struct.field("1").cast(pl.Float64) * SECONDS_PER_DAY
+            + parts.struct.field("2").cast(pl.Float64) * 3600
+            + parts.struct.field("3").cast(pl.Float64) * 60
+            + seconds
+        )
+    parsed = expr.str.strptime(pl.Datetime("us"), spec.format, strict=False)
+    return parsed.dt.epoch("us").cast(pl.Float64) / 1e6
+
+
+def _handle_bad(
+    frame: pl.DataFrame,
+    bad: pl.Series,
+    value_column: str,
+    file_column: str,
+    reason: str,
+    schema: EventSchema,
+    report: SourceReport,
+) -> pl.DataFrame:
+    """Raise on the first bad row (policy 'error') or drop the bad rows and count them."""
+    count = int(bad.sum())
+    if not count:
+        return frame
+    if schema.bad_rows == "error":
+        first = frame.filter(bad).row(0, named=True)
+        raise Llm4esError(
+            f"{reason}: {first[value_column]!r} ({count} such rows; set `bad_rows: drop` in the schema to drop "
+            "and count them instead)",
+            file=first[FILE],
+            row=first[ROW],
+            column=file_column,
+        )
+    report.drop(f"{reason} ({file_column})", count)
+    return frame.filter(~bad)
+
+
+def build_users(
+    events: pl.DataFrame,
+    schema: EventSchema,
+    report: SourceReport,
+    labels: pl.DataFrame | None = None,
+) -> datasets.Dataset:
+    """Validate a raw events frame against the schema and group it into one row per user.
+
+    ``labels``, when given, holds the schema's user id column and label columns (one
+    row per user); otherwise label columns are read from the events (first value per user).
+    """
+    where = ", ".join(sorted(set(events[FILE].unique().to_list()))) if len(events) else "events"
+    field_specs = [f for f in schema.fields if f.name != EVENT_TIME]
+    label_source = labels if labels is not None else events
+    require_columns(events, [schema.user_id, schema.time.column] + [f.source_column for f in field_specs], where)
+    if schema.labels:
+        label_where = (
+            ", ".join(sorted(set(labels[FILE].unique().to_list()))) if labels is not None and FILE in labels.columns
+            else where
+        )
+        require_columns(label_source, [schema.user_id] + [lb.source_column for lb in schema.labels], label_where)
+    report.rows_read += len(events)
+
+    frame = events.select(
+        _blank_to_null(pl.col(schema.user_id)).alias("user_id"),
+        pl.col(schema.time.column).alias("__time_raw"),
+        *[_blank_to_null(pl.col(f.source_column)).alias(f.name) for f in field_specs],
+        pl.col(ROW),
+        pl.col(FILE),
+    )
+    missing_id = frame["user_id"].is_null()
+    report.drop(f"missing user id ({schema.user_id})", int(missing_id.sum()))
+    frame = frame.filter(~missing_id)
+
+    frame = frame.with_columns(_parse_time(_blank_to_null(pl.col("__time_raw")), schema).alias(EVENT_TIME))
+    bad_time = frame[EVENT_TIME].is_null() | frame[EVENT_TIME].is_nan()
+    frame = _handle_bad(frame, bad_time, "__time_raw", schema.time.column, "unparsable timestamp", schema, report)
+    frame = frame.drop("__time_raw")
+
+    casts = []
+    for spec in field_specs:
+        if spec.kind in ("number", "date"):
+            casts.append(pl.col(spec.name).cast(pl.Float64, strict=False).alias(f"__num_{spec.name}"))
+    if casts:
+        frame = frame.with_columns(casts)
+        for spec in field_specs:
+            if spec.kind in ("number", "date"):
+                num = f"__num_{spec.name}"
+                bad = frame[spec.name].is_not_null() & (frame[num].is_null() | frame[num].is_nan())
+                frame = _handle_bad(frame, bad, spec.name, spec.source_column, "not a number", schema, report)
+        frame = frame.drop([spec.name for spec in field_specs if spec.kind in ("number", "date")])
+        frame = frame.rename({f"__num_{s.name}": s.name for s in field_specs if s.kind in ("number", "date")})
+
+    for spec in field_specs:
+        missing = int(frame[spec.name].null_count())
+        if missing:
+            report.missing_values[spec.name] = report.missing_values.get(spec.name, 0) + missing
+
+    value_columns = ["user_id", EVENT_TIME] + [f.name for f in field_specs]
+    duplicated = ~frame.select(pl.struct(value_columns).is_first_distinct()).to_series()
+    report.duplicate_events += int(duplicated.sum())
+    if schema.duplicates == "drop":
+        report.drop("duplicate event", int(duplicated.sum()))
+        frame = frame.filter(~duplicated)
+
+    frame = frame.sort(["user_id", EVENT_TIME], maintain_order=True)
+    users = frame.group_by("user_id", maintain_order=True).agg(
+        pl.col(EVENT_TIME), *[pl.col(f.name) for f in field_specs]
+    )
+    users = users.with_columns(pl.col(EVENT_TIME).list.len().alias("n_events"))
+
+    if schema.labels:
+        label_frame = label_source.select(
+            _blank_to_null(pl.col(schema.user_id)).alias("user_id"),
+            *[_blank_to_null(pl.col(lb.source_column)).alias(lb.name) for lb in schema.labels],
+        ).filter(pl.col("user_id").is_not_null())
+        label_frame = label_frame.unique("user_id", keep="first", maintain_order=True)
+        without_events = label_frame.join(users.select("user_id"), on="user_id", how="anti")
+        report.users_without_events += len(without_events)
+        users = users.join(label_frame, on="user_id", how="left", maintain_order="left")
+        for lb in schema.labels:
+            report.unlabeled_users[lb.name] = int(users[lb.name].null_count())
+
+    report.users = len(users)
+    report.events = int(users["n_events"].sum()) if len(users) else 0
+    if not len(users):
+        raise Llm4esError("no user has any valid event", file=where)
+    return datasets.Dataset(users.to_arrow())
+
+
+def split_users(
+    users: datasets.Dataset, *, test_size: float = 0.1, seed: int = 42, label: str | None = None
+) -> datasets.DatasetDict:
+    """Split users into train/test, seeded; the test users are drawn among labeled users.
+
+    Unlabeled users (when ``label`` is given) all go to train: they still serve
+    fine-tuning, while evaluation needs labels on the held-out users.
+    """
+    if not 0.0 < test_size < 1.0:
+        raise Llm4esError(f"test_size must be in (0, 1), got {test_size}", key="test_size")
+    ids = np.asarray(users["user_id"])
+    eligible = np.ones(len(ids), dtype=bool)
+    if label is not None:
+        eligible = np.asarray([v is not None for v in users[label]])
+    candidates = np.flatnonzero(eligible)
+    order = candidates[np.argsort(ids[candidates], kind="stable")]
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(order)
+    n_test = max(1, int(round(len(candidates) * test_size)))
+    test_mask = np.zeros(len(ids), dtype=bool)
+    test_mask[shuffled[:n_test]] = True
+    return datasets.DatasetDict(
+        train=users.select(np.flatnonzero(~test_mask)), test=users.select(np.flatnonzero(test_mask))
+    )
+
+
+def count_labels(users: datasets.Dataset, label: str) -> dict[str, int]:
+    """Class counts of a label column (None = unlabeled)."""
+    return dict(Counter(str(v) for v in users[label]))
