@@ -25,6 +25,7 @@ import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -224,7 +225,7 @@ class _Request:
     method: str
     segments: list[str]  # still percent-encoded
     query: dict[str, list[str]]
-    headers: Mapping[str, str]
+    headers: Message
     body: bytes
 
     @property
@@ -277,7 +278,9 @@ class LoopbackHub:
         """Start serving in a background thread and return the endpoint URL."""
         if self._server is None:
             self._server = _Server(("127.0.0.1", self._port), _Handler, self)
-            self._thread = threading.Thread(target=self._server.serve_forever, name="loopback-hub", daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, args=(0.05,), name="loopback-hub", daemon=True
+            )
             self._thread.start()
         return self.endpoint
 
@@ -674,7 +677,7 @@ class LoopbackHub:
         return _Response.json({})
 
     def _preupload(self, request: _Request, repo: HubRepo, revision: str) -> _Response:
-        commit = self._get_commit(repo, "main" if _truthy(request.query.get("create_pr", "")) else revision)
+        commit = self._get_commit(repo, revision)
         files = []
         for item in request.json().get("files", []):
             path, size = item["path"], int(item.get("size", 0))
@@ -687,15 +690,12 @@ class LoopbackHub:
     def _commit(self, request: _Request, repo: HubRepo, revision: str) -> _Response:
         lines = [json.loads(line) for line in request.body.decode().splitlines() if line.strip()]
         header = next((line["value"] for line in lines if line.get("key") == "header"), {})
+        parent = self._get_commit(repo, revision)
         pr_num: int | None = None
         if _truthy(request.query.get("create_pr", "")):
-            parent = self._get_commit(repo, revision)
             pr_num = max(repo.pull_requests, default=0) + 1
-        else:
-            parent = self._get_commit(repo, revision)
-            is_branch = revision.removeprefix("refs/heads/") in repo.branches or revision.startswith("refs/pr/")
-            if not is_branch:
-                raise _HttpError(400, f"Invalid rev id: {revision} is not a branch")
+        elif revision.removeprefix("refs/heads/") not in repo.branches and not revision.startswith("refs/pr/"):
+            raise _HttpError(400, f"Invalid rev id: {revision} is not a branch")
         parent_commit = header.get("parentCommit")
         if parent_commit and not parent.oid.startswith(parent_commit):
             raise _HttpError(412, f"Parent commit {parent_commit} is not the head of {revision} ({parent.oid})")
@@ -856,7 +856,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], hub: LoopbackHub) -> None:
-        if address[0] not in ("127.0.0.1", "localhost", "::1"):
+        if address[0] != "127.0.0.1":
             raise ValueError("LoopbackHub only binds loopback addresses")
         super().__init__(address, handler)
         self.hub = hub

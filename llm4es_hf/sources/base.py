@@ -115,9 +115,13 @@ def require_columns(frame: pl.DataFrame, columns: list[str], where: str) -> None
             raise Llm4esError(f"missing column; the file has {present}", file=where, column=column)
 
 
+NA_VALUES = ("", "nan", "NaN", "NAN", "NA", "N/A", "null", "NULL", "None")
+
+
 def _blank_to_null(expr: pl.Expr) -> pl.Expr:
+    """Empty strings and the usual NA spellings (NA_VALUES) become missing values."""
     stripped = expr.str.strip_chars()
-    return pl.when(stripped.str.len_chars() == 0).then(None).otherwise(stripped)
+    return pl.when(stripped.is_in(NA_VALUES)).then(None).otherwise(stripped)
 
 
 def _parse_time(expr: pl.Expr, schema: EventSchema) -> pl.Expr:

