@@ -67,8 +67,15 @@ def run_serialize(args: argparse.Namespace) -> int:
 
     save_schema(result.schema, output / "schema.yaml")
     (output / "summary.json").write_text(
-        json.dumps({"source": result.report.to_dict(), "serialization": summary.__dict__,
-                    "format": args.format, "splits": {k: len(v) for k, v in splits.items()}}, indent=2)
+        json.dumps(
+            {
+                "source": result.report.to_dict(),
+                "serialization": summary.__dict__,
+                "format": args.format,
+                "splits": {k: len(v) for k, v in splits.items()},
+            },
+            indent=2,
+        )
     )
     print_source_report(result.report)
     for line in summary.lines():

@@ -22,8 +22,10 @@ def quickstart(output_dir: Path, *, max_tokens: int = 2048, model: str = "smollm
 
     console.rule("[bold]1. Sources: bundled MovieLens-100K")
     source = load_source("movielens")
-    console.print(f"{source.report.users:,} users, {source.report.events:,} ratings "
-                  f"(dropped: {source.report.dropped_rows or 'none'})")
+    console.print(
+        f"{source.report.users:,} users, {source.report.events:,} ratings "
+        f"(dropped: {source.report.dropped_rows or 'none'})"
+    )
 
     console.rule(f"[bold]2. Serialize (LLM4ES text, last {max_tokens} tokens of each user)")
     tokenizer = load_tokenizer(model)
@@ -38,8 +40,13 @@ def quickstart(output_dir: Path, *, max_tokens: int = 2048, model: str = "smollm
     console.print("[dim]first user, as the model sees it:[/dim]")
     console.print(texts[0]["text"][:600] + " ...", markup=False, highlight=False)
 
-    results = {"users": summary.users, "events": summary.events, "tokens": summary.token_percentiles,
-               "seconds": round(time.perf_counter() - started, 1), "serialized": str(corpus_dir)}
+    results = {
+        "users": summary.users,
+        "events": summary.events,
+        "tokens": summary.token_percentiles,
+        "seconds": round(time.perf_counter() - started, 1),
+        "serialized": str(corpus_dir),
+    }
     (output_dir / "quickstart.json").write_text(json.dumps(results, indent=2))
     console.rule(f"[bold green]done in {results['seconds']} s; artifacts in {output_dir}")
     return results

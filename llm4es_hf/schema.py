@@ -184,7 +184,7 @@ def read_codes_file(path: Path, columns: list[str] | None = None) -> dict[str, s
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _package_codes(name: str) -> dict[str, str]:
     if name == "iso18245":
         import iso18245
@@ -285,7 +285,7 @@ def schema_to_dict(schema: EventSchema, *, inline_codes: bool = True) -> dict[st
     data = asdict(schema)
     data.pop("path", None)
     data.pop("input_dir", None)
-    for spec, out in zip(schema.fields, data["fields"]):
+    for spec, out in zip(schema.fields, data["fields"], strict=False):
         if inline_codes and spec.kind == "category":
             codes = schema.code_map(spec)
             out.update(codes=codes or None, codes_file=None, codes_from=None, codes_columns=None)

@@ -69,8 +69,8 @@ def field_expression(spec: FieldSpec, schema: EventSchema) -> pl.Expr:
         codes = schema.code_map(spec)
         if codes:
             head, tail = _code_template(spec.unknown)
-            fallback = pl.concat_str([pl.lit(head), col, pl.lit(tail)]) if "{code}" in spec.unknown else pl.lit(
-                spec.unknown
+            fallback = (
+                pl.concat_str([pl.lit(head), col, pl.lit(tail)]) if "{code}" in spec.unknown else pl.lit(spec.unknown)
             )
             text = col.replace_strict(list(codes), list(codes.values()), default=fallback, return_dtype=pl.Utf8)
         else:
@@ -92,9 +92,7 @@ def _fixed_decimals(col: pl.Expr, decimals: int) -> pl.Expr:
 
 
 def _rint(col: pl.Expr, decimals: int) -> pl.Expr:
-    return (col * 10.0**decimals).map_batches(lambda s: pl.Series(np.rint(s.to_numpy())), return_dtype=pl.Float64).cast(
-        pl.Int64
-    )
+    return (col * 10.0**decimals).round(0, mode="half_to_even").cast(pl.Int64)
 
 
 def _json_string(expr: pl.Expr) -> pl.Expr:
@@ -157,9 +155,12 @@ class Serializer:
         if self.format in ("llm4es", "grouped"):
             return pl.concat_str(values, separator=", ")
         if self.format == "json":
-            return pl.struct([v.alias(h) for v, h in zip(values, headers)]).struct.json_encode()
+            return pl.struct([v.alias(h) for v, h in zip(values, headers, strict=False)]).struct.json_encode()
         if self.format == "yaml":
-            pairs = [pl.concat_str([pl.lit(json.dumps(h) + ": "), _json_string(v)]) for v, h in zip(values, headers)]
+            pairs = [
+                pl.concat_str([pl.lit(json.dumps(h) + ": "), _json_string(v)])
+                for v, h in zip(values, headers, strict=False)
+            ]
             return pl.concat_str([pl.lit("- "), pl.concat_str(pairs, separator="\n  ")])
         if self.format == "markdown":
             cells = [v.str.replace_all("|", "\\|", literal=True).str.replace_all("\n", " ") for v in values]
@@ -169,27 +170,70 @@ class Serializer:
 
     # ----- rendering ----------------------------------------------------------------
     def _events_frame(self, table: pa.Table) -> pl.DataFrame:
-        """One row per (capped) event with formatted fields and its chunk of text."""
+        """One row per (capped) event with formatted fields and its chunk of text.
+
+        The list columns are flattened without copying (Arrow offsets), the user of
+        each event comes from the offsets, and the max-events cap is a mask on positions.
+        """
         names = [spec.name for spec in self.fields]
-        missing = [name for name in names if name not in table.column_names]
-        if missing:
-            raise Llm4esError(f"users table has no column {missing[0]!r}; it has {table.column_names}",
-                              column=missing[0])
-        frame = pl.from_arrow(table.select(names))
-        if isinstance(frame, pl.Series):
-            frame = frame.to_frame()
-        if self.max_events is not None:
-            frame = frame.with_columns([pl.col(n).list.tail(self.max_events) for n in names])
-        frame = frame.with_row_index(_USER).explode(names)
-        frame = frame.filter(pl.col(EVENT_TIME if EVENT_TIME in names else names[0]).is_not_null())
+        self._check_columns(table.column_names)
+        columns = {name: pa.chunked_array(table.column(name)).combine_chunks() for name in names}
+        first = columns[names[0]]
+        offsets = first.offsets.to_numpy().astype(np.int64)
+        offsets = offsets - offsets[0]
+        lengths = np.diff(offsets)
+        for name in names[1:]:
+            if not np.array_equal(np.diff(columns[name].offsets.to_numpy()), lengths):
+                raise Llm4esError(f"list column {name!r} and {names[0]!r} differ in length for some user", column=name)
+        frame = pl.DataFrame({name: pl.from_arrow(columns[name].flatten()) for name in names})
+        frame = frame.with_columns(pl.Series(_USER, np.repeat(np.arange(len(lengths)), lengths)))
+        if self.max_events is not None and (lengths > self.max_events).any():
+            position = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
+            frame = frame.filter(pl.Series(position >= np.repeat(lengths - self.max_events, lengths)))
         frame = frame.with_columns(list(self._expressions.values()))
         return frame.with_row_index(_POS).with_columns(self._chunk_expression().alias("__chunk"))
 
-    def _join(self, events: pl.DataFrame, n_users: int) -> list[str]:
-        """Join each user's kept event chunks into the final text."""
+    def _check_columns(self, present: Sequence[str]) -> None:
+        missing = [spec.name for spec in self.fields if spec.name not in present]
+        if missing:
+            raise Llm4esError(f"users table has no column {missing[0]!r}; it has {list(present)}", column=missing[0])
+
+    def _join(self, events: pl.DataFrame, n_users: int) -> pa.Array:
+        """Join each user's kept event chunks into the final text.
+
+        Each chunk carries what follows it (the separator, or the suffix after a user's
+        last event) and a user's first chunk carries the prefix. Events are ordered by
+        user, so a user's text is then one contiguous slice of the chunks' data buffer:
+        the texts are built as new offsets over that buffer, without copying it again.
+        """
         if self.format == "grouped":
             events = self._with_sections(events)
         counts = np.bincount(events[_USER].to_numpy(), minlength=n_users) if len(events) else np.zeros(n_users, int)
+        if not counts.all():
+            return self._join_with_empty(events, counts)
+        user = pl.col(_USER)
+        piece = pl.concat_str(
+            [
+                pl.when(user.ne_missing(user.shift(1))).then(pl.lit(self.layout.prefix)).otherwise(pl.lit("")),
+                pl.col("__chunk"),
+                pl.when(user.ne_missing(user.shift(-1)))
+                .then(pl.lit(self.layout.suffix))
+                .otherwise(pl.lit(self.layout.separator)),
+            ]
+        )
+        pieces = events.select(piece).to_series().to_arrow().cast(pa.large_string())
+        if isinstance(pieces, pa.ChunkedArray):
+            pieces = pieces.combine_chunks()
+        piece_offsets = np.frombuffer(pieces.buffers()[1], dtype=np.int64)[
+            pieces.offset : pieces.offset + len(pieces) + 1
+        ]
+        user_offsets = piece_offsets[np.concatenate([[0], np.cumsum(counts)])]
+        return pa.LargeStringArray.from_buffers(
+            n_users, pa.py_buffer(user_offsets.astype(np.int64)), pieces.buffers()[2]
+        )
+
+    def _join_with_empty(self, events: pl.DataFrame, counts: np.ndarray) -> pa.Array:
+        """The general join, for batches where some user kept no event."""
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         chunks = events["__chunk"].to_arrow().cast(pa.large_string())
         lists = pa.LargeListArray.from_arrays(pa.array(offsets), chunks)
@@ -197,7 +241,7 @@ class Serializer:
         texts = pl.DataFrame({"body": joined}).select(
             pl.concat_str([pl.lit(self.layout.prefix), pl.col("body"), pl.lit(self.layout.suffix)])
         )
-        return texts.to_series().to_list()
+        return texts.to_series().to_arrow().cast(pa.large_string())
 
     def _with_sections(self, events: pl.DataFrame) -> pl.DataFrame:
         """Order events by category (categories by first appearance) and open each section."""
@@ -242,7 +286,7 @@ class Serializer:
         for _ in range(64):
             kept_events = self._keep_tail(events, drop)
             texts = self._join(kept_events, n_users)
-            lengths = self._token_lengths(texts)
+            lengths = self._token_lengths(texts.to_pylist())
             over = lengths > self.max_tokens
             if not over.any():
                 break
@@ -251,37 +295,41 @@ class Serializer:
         else:
             raise Llm4esError("could not fit the token budget; is --max-tokens smaller than the header?")
         kept = np.bincount(kept_events[_USER].to_numpy(), minlength=n_users) if len(kept_events) else np.zeros(n_users)
-        return pa.table({
-            "text": texts,
-            "n_events_kept": pa.array(kept, pa.int64()),
-            "n_tokens": pa.array(lengths, pa.int64()),
-        })
+        return pa.table(
+            {
+                "text": texts,
+                "n_events_kept": pa.array(kept, pa.int64()),
+                "n_tokens": pa.array(lengths, pa.int64()),
+            }
+        )
 
     @staticmethod
     def _keep_tail(events: pl.DataFrame, drop: np.ndarray) -> pl.DataFrame:
         rank = pl.int_range(pl.len()).over(_USER)
-        return events.filter(rank >= pl.col(_USER).replace_strict(
-            np.arange(len(drop)), drop, return_dtype=pl.Int64))
+        return events.filter(rank >= pl.col(_USER).replace_strict(np.arange(len(drop)), drop, return_dtype=pl.Int64))
 
     # ----- datasets -----------------------------------------------------------------
-    def __call__(self, users: datasets.Dataset, *, batch_size: int = 1000, desc: str = "Serializing") -> datasets.Dataset:
+    def __call__(
+        self, users: datasets.Dataset, *, batch_size: int = 1000, desc: str = "Serializing"
+    ) -> datasets.Dataset:
         """Add ``text``, ``n_events_kept`` (and ``n_tokens`` with a budget) to a users Dataset."""
         existing = [c for c in ("text", "n_events_kept", "n_tokens") if c in users.column_names]
         if existing:
             users = users.remove_columns(existing)
-        rendered = users.with_format("arrow").map(
-            lambda batch: _concat_columns(batch, self.render_table(batch)),
-            batched=True,
-            batch_size=batch_size,
-            desc=desc,
+        self._check_columns(users.column_names)
+        # Only the new columns are written by `map`; the event lists are not copied again.
+        rendered = (
+            users.select_columns([spec.name for spec in self.fields])
+            .with_format("arrow")
+            .map(
+                self.render_table,
+                batched=True,
+                batch_size=batch_size,
+                remove_columns=[spec.name for spec in self.fields],
+                desc=desc,
+            )
         )
-        return rendered.with_format(None)
-
-
-def _concat_columns(batch: pa.Table, extra: pa.Table) -> pa.Table:
-    for name in extra.column_names:
-        batch = batch.append_column(name, extra.column(name))
-    return batch
+        return datasets.concatenate_datasets([users, rendered.with_format(None)], axis=1)
 
 
 def _html_escape(text: str) -> str:
@@ -303,11 +351,13 @@ def load_tokenizer(name_or_path: str) -> Any:
     try:
         return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
     except OSError as err:
-        raise Llm4esError(f"cannot load tokenizer {name_or_path!r} (offline, and not a local path?): {err}",
-                          key="tokenizer") from err
+        raise Llm4esError(
+            f"cannot load tokenizer {name_or_path!r} (offline, and not a local path?): {err}", key="tokenizer"
+        ) from err
 
 
 # ----- the authors' way, one user and one event at a time (reference and baseline) -----
+
 
 def format_value_rowwise(value: Any, spec: FieldSpec, codes: dict[str, str]) -> str:
     """Format one value in plain Python; the reference the vectorized path must equal."""
@@ -327,7 +377,8 @@ def format_value_rowwise(value: Any, spec: FieldSpec, codes: dict[str, str]) -> 
         scaled = int(np.rint(value * 10.0**spec.decimals))
         if spec.decimals <= 0:
             return str(scaled)
-        return f"{'-' if scaled < 0 else ''}{abs(scaled) // 10**spec.decimals}.{abs(scaled) % 10**spec.decimals:0{spec.decimals}d}"
+        whole, fraction = divmod(abs(scaled), 10**spec.decimals)
+        return f"{'-' if scaled < 0 else ''}{whole}.{fraction:0{spec.decimals}d}"
     if spec.kind == "category" and codes:
         if value in codes:
             return codes[value]

@@ -28,8 +28,9 @@ def tiny_tokenizer():
         "Date|Movie|Genres|Rating (1-5)\n1997-09-22, Toy Story, Animation/Comedy, 5",
         "UNIX days|Amount(rubles, scaled)|Merchant category codes\n17089, 6, Grocery stores, type1, purchase",
     ] * 50
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<eos>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<eos>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tokenizer.train_from_iterator(corpus, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>")
 
@@ -50,17 +51,25 @@ def write(path: Path, text: str, *, gz: bool = False, encoding: str = "utf-8") -
 def rosbank_dir(tmp_path: Path) -> Path:
     """Rosbank churn raw files as on the Hub (train.csv.gz; test.csv.gz without targets)."""
     folder = tmp_path / "rosbank"
-    write(folder / "train.csv", (
-        "PERIOD,cl_id,MCC,channel_type,currency,TRDATETIME,amount,trx_category,target_flag,target_sum\n"
-        "01/10/2017,0,5200,,810,21OCT17:00:00:00,5023.0,POS,0,0.0\n"
-        "01/10/2017,0,6011,,810,12OCT17:12:24:07,20000.0,WD_ATM_ROS,0,0.0\n"
-        "01/12/2017,0,9999,type1,810,05DEC17:00:00:00,-767.0,NEW_CAT,0,0.0\n"
-        "01/10/2017,1,5411,type1,810,10OCT17:00:00:00,2000.5,POS,1,6000.0\n"
-    ), gz=True)
-    write(folder / "test.csv", (
-        "PERIOD,cl_id,MCC,channel_type,currency,TRDATETIME,amount,trx_category\n"
-        "01/10/2017,7,5411,type1,810,11OCT17:00:00:00,100.0,POS\n"
-    ), gz=True)
+    write(
+        folder / "train.csv",
+        (
+            "PERIOD,cl_id,MCC,channel_type,currency,TRDATETIME,amount,trx_category,target_flag,target_sum\n"
+            "01/10/2017,0,5200,,810,21OCT17:00:00:00,5023.0,POS,0,0.0\n"
+            "01/10/2017,0,6011,,810,12OCT17:12:24:07,20000.0,WD_ATM_ROS,0,0.0\n"
+            "01/12/2017,0,9999,type1,810,05DEC17:00:00:00,-767.0,NEW_CAT,0,0.0\n"
+            "01/10/2017,1,5411,type1,810,10OCT17:00:00:00,2000.5,POS,1,6000.0\n"
+        ),
+        gz=True,
+    )
+    write(
+        folder / "test.csv",
+        (
+            "PERIOD,cl_id,MCC,channel_type,currency,TRDATETIME,amount,trx_category\n"
+            "01/10/2017,7,5411,type1,810,11OCT17:00:00:00,100.0,POS\n"
+        ),
+        gz=True,
+    )
     return folder
 
 
@@ -68,12 +77,16 @@ def rosbank_dir(tmp_path: Path) -> Path:
 def gender_dir(tmp_path: Path) -> Path:
     """transactions-gender raw files: day-index times, ';'-separated code files."""
     folder = tmp_path / "gender"
-    write(folder / "transactions.csv", (
-        "customer_id,tr_datetime,mcc_code,tr_type,amount,term_id\n"
-        "39026145,1 10:23:26,4814,1030,-2245.92,\n"
-        "39026145,0 15:00:60,6011,2010,-5614.79,T1\n"
-        "11,3 00:00:00,1234,7070,100.0,\n"
-    ), gz=True)
+    write(
+        folder / "transactions.csv",
+        (
+            "customer_id,tr_datetime,mcc_code,tr_type,amount,term_id\n"
+            "39026145,1 10:23:26,4814,1030,-2245.92,\n"
+            "39026145,0 15:00:60,6011,2010,-5614.79,T1\n"
+            "11,3 00:00:00,1234,7070,100.0,\n"
+        ),
+        gz=True,
+    )
     write(folder / "gender_train.csv", "customer_id,gender\n39026145,1\n11,0\n555,1\n")
     write(folder / "tr_mcc_codes.csv", "mcc_code;mcc_description\n4814;Звонки\n1234;Своя категория\n")
     write(folder / "tr_types.csv", "tr_type;tr_description\n1030;Оплата услуги\n2010;Выдача наличных\n")
@@ -84,10 +97,14 @@ def gender_dir(tmp_path: Path) -> Path:
 def age_dir(tmp_path: Path) -> Path:
     """age-group-prediction raw files: integer day index, small_group codes with descriptions."""
     folder = tmp_path / "age"
-    write(folder / "transactions_train.csv", (
-        "client_id,trans_date,small_group,amount_rur\n"
-        "33172,6,4,71.463\n33172,6,35,45.017\n33172,8,4,13.887\n99,1,2,10.0\n"
-    ), gz=True)
+    write(
+        folder / "transactions_train.csv",
+        (
+            "client_id,trans_date,small_group,amount_rur\n"
+            "33172,6,4,71.463\n33172,6,35,45.017\n33172,8,4,13.887\n99,1,2,10.0\n"
+        ),
+        gz=True,
+    )
     write(folder / "train_target.csv", "client_id,bins\n33172,3\n99,0\n")
     write(folder / "small_group_description.csv", "small_group,small_group_code\nFast food,4\nGroceries,35\n")
     return folder
@@ -98,7 +115,11 @@ def ml1m_dir(tmp_path: Path) -> Path:
     """GroupLens ml-1m '::' files (latin-1)."""
     folder = tmp_path / "ml-1m"
     write(folder / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
-    write(folder / "movies.dat", "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
-          "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n", encoding="latin-1")
+    write(
+        folder / "movies.dat",
+        "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+        "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n",
+        encoding="latin-1",
+    )
     write(folder / "users.dat", "1::F::1::10::48067\n2::M::56::16::70072\n")
     return folder

@@ -689,7 +689,7 @@ class LoopbackHub:
 
     def _commit(self, request: _Request, repo: HubRepo, revision: str) -> _Response:
         lines = [json.loads(line) for line in request.body.decode().splitlines() if line.strip()]
-        header = next((line["value"] for line in lines if line.get("key") == "header"), {})
+        header: dict[str, Any] = next((line["value"] for line in lines if line.get("key") == "header"), {})
         parent = self._get_commit(repo, revision)
         pr_num: int | None = None
         if _truthy(request.query.get("create_pr", "")):
@@ -873,7 +873,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -955,7 +955,7 @@ def patch_hf_environment(monkeypatch: pytest.MonkeyPatch, endpoint: str, home: P
     from huggingface_hub import constants, hf_api
 
     host = urlsplit(endpoint).hostname or "127.0.0.1"
-    for name, value in {
+    hub_constants: dict[str, object] = {
         "ENDPOINT": endpoint,
         "HUGGINGFACE_CO_URL_TEMPLATE": endpoint + "/{repo_id}/resolve/{revision}/{filename}",
         "HF_URL_HOSTS": frozenset(constants.HF_URL_HOSTS | {host}),
@@ -969,14 +969,15 @@ def patch_hf_environment(monkeypatch: pytest.MonkeyPatch, endpoint: str, home: P
         "HF_XET_CACHE": str(home / "xet"),
         "HF_TOKEN_PATH": str(home / "token"),
         "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
-    }.items():
-        if hasattr(constants, name):
-            monkeypatch.setattr(constants, name, value)
+    }
+    for attr, constant in hub_constants.items():
+        if hasattr(constants, attr):
+            monkeypatch.setattr(constants, attr, constant)
     monkeypatch.setattr(hf_api.api, "endpoint", endpoint)
 
     if "datasets" in sys.modules or importlib.util.find_spec("datasets") is not None:
         ds_config = importlib.import_module("datasets.config")
-        for name, value in {
+        ds_constants: dict[str, object] = {
             "HF_ENDPOINT": endpoint,
             "HUB_DATASETS_URL": endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}",
             "HF_HUB_OFFLINE": False,
@@ -988,9 +989,10 @@ def patch_hf_environment(monkeypatch: pytest.MonkeyPatch, endpoint: str, home: P
             "HF_MODULES_CACHE": home / "modules",
             "DOWNLOADED_DATASETS_PATH": datasets_cache / "downloads",
             "EXTRACTED_DATASETS_PATH": datasets_cache / "downloads" / "extracted",
-        }.items():
-            if hasattr(ds_config, name):
-                monkeypatch.setattr(ds_config, name, value)
+        }
+        for attr, constant in ds_constants.items():
+            if hasattr(ds_config, attr):
+                monkeypatch.setattr(ds_config, attr, constant)
 
     _reset_library_caches()
 
@@ -999,7 +1001,7 @@ def _reset_library_caches() -> None:
     """Drop cached clients that captured an endpoint (transformers' shared HfApi, fsspec HfFileSystem instances)."""
     transformers_hub = sys.modules.get("transformers.utils.hub")
     if transformers_hub is not None and hasattr(transformers_hub, "_hf_api"):
-        transformers_hub._hf_api = None  # rebuilt lazily with the current constants.ENDPOINT
+        setattr(transformers_hub, "_hf_api", None)  # noqa: B010 - rebuilt lazily with the current ENDPOINT
     from huggingface_hub import HfFileSystem
 
     HfFileSystem.clear_instance_cache()

@@ -14,17 +14,13 @@ from huggingface_hub import (
     CommitOperationDelete,
     DatasetCard,
     HfApi,
+    RepoFile,
     hf_hub_download,
     snapshot_download,
 )
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-try:  # `tests/` is on sys.path with pytest's default (prepend) import mode and no tests/__init__.py
-    from loopback_hub import LoopbackHub, loopback_hub, patch_hf_environment
-except ModuleNotFoundError:  # tests/ turned into a package
-    from tests.loopback_hub import LoopbackHub, loopback_hub, patch_hf_environment
-
-__all__ = ["loopback_hub"]  # re-exported so pytest finds the fixture in this module
+from tests.loopback_hub import LoopbackHub, patch_hf_environment  # the `loopback_hub` fixture comes via conftest
 
 
 def _write_folder(root: Path, files: dict[str, bytes]) -> Path:
@@ -66,7 +62,7 @@ def test_private_repo_upload_folder_and_download(loopback_hub: LoopbackHub, tmp_
         "weights",
     }
     (info,) = api.get_paths_info("org/private-model", ["weights/model.safetensors"])
-    assert info.lfs is not None and info.size == 128
+    assert isinstance(info, RepoFile) and info.lfs is not None and info.size == 128
     assert (
         Path(hf_hub_download("org/private-model", "weights/model.safetensors")).read_bytes()
         == files["weights/model.safetensors"]
@@ -157,7 +153,8 @@ def test_dataset_card_edit_keeps_configs(loopback_hub: LoopbackHub) -> None:
     assert "Edited by the test." in reloaded.text
     assert reloaded.data.license == "apache-2.0"
     assert {c["config_name"] for c in reloaded.data.configs} == {"enriched", "raw"}
-    assert HfApi().dataset_info("org/carded").card_data.license == "apache-2.0"
+    card_data = HfApi().dataset_info("org/carded").card_data
+    assert card_data is not None and card_data.license == "apache-2.0"
     assert load_dataset("org/carded", "raw", split="train").to_dict() == _frames()["raw"].to_dict()
 
 

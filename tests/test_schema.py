@@ -93,8 +93,15 @@ def test_load_schema_errors_name_the_file(tmp_path):
 def test_codes_file_and_package_codes(tmp_path):
     (tmp_path / "codes.csv").write_text("desc;code\nFood;5411\nOwn;77\n", encoding="utf-8")
     data = copy.deepcopy(VALID)
-    data["fields"][1] = {"name": "item", "kind": "category", "header": "MCC", "codes_file": "codes.csv",
-                         "codes_columns": ["code", "desc"], "codes_from": "iso18245", "codes": {"1": "one"}}
+    data["fields"][1] = {
+        "name": "item",
+        "kind": "category",
+        "header": "MCC",
+        "codes_file": "codes.csv",
+        "codes_columns": ["code", "desc"],
+        "codes_from": "iso18245",
+        "codes": {"1": "one"},
+    }
     path = tmp_path / "schema.yaml"
     path.write_text(yaml.safe_dump(data))
     schema = load_schema(path)

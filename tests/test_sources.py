@@ -19,8 +19,14 @@ SHOP_SCHEMA = {
     "time": {"column": "ts", "parse": "strptime", "format": "%Y-%m-%d %H:%M"},
     "fields": [
         {"name": "event_time", "kind": "date", "format": "iso_datetime", "header": "When"},
-        {"name": "item", "kind": "category", "header": "Item", "codes": {"A": "apple", "B": "bread"},
-         "unknown": "other item ({code})", "missing": "no item"},
+        {
+            "name": "item",
+            "kind": "category",
+            "header": "Item",
+            "codes": {"A": "apple", "B": "bread"},
+            "unknown": "other item ({code})",
+            "missing": "no item",
+        },
         {"name": "price", "kind": "number", "header": "Price"},
     ],
     "labels": [{"name": "churn", "task": "binary"}],
@@ -70,8 +76,10 @@ def test_rosbank_folder(rosbank_dir):
     text = Serializer(result.schema)(result.users.select([0]))[0]["text"]
     lines = text.split("\n")
     assert lines[0].startswith("UNIX days|Amount(rubles, scaled)|Merchant category codes|")
-    assert lines[1] == "17451, 9, Financial institutions -- automated cash disbursements, unknown channel, " \
+    assert (
+        lines[1] == "17451, 9, Financial institutions -- automated cash disbursements, unknown channel, "
         "ATM withdrawal at a Rosbank ATM"
+    )
     assert lines[3].endswith("Unknown MCC, type1, other (NEW_CAT)")
     assert lines[3].split(", ")[1] == "-6"  # int(sign(x) * log(|x| + 1))
     assert count_unknown_codes(result.users, result.schema) == {"MCC": 1, "trx_category": 1}
@@ -96,8 +104,10 @@ def test_age_folder(age_dir):
     assert users["33172"]["bins"] == "3"
     texts = Serializer(result.schema, "grouped")(result.users)
     text = texts[[row["user_id"] for row in texts].index("33172")]["text"]
-    assert text == "trx date|amount(rubles)\n### Category: Fast food\n6, 71.46\n8, 13.89\n" \
+    assert (
+        text == "trx date|amount(rubles)\n### Category: Fast food\n6, 71.46\n8, 13.89\n"
         "### Category: Groceries\n6, 45.02"
+    )
 
 
 def test_bank_source_without_input_or_hub_says_what_to_do(monkeypatch):
@@ -112,7 +122,9 @@ def test_missing_bank_file(tmp_path):
 
 
 def test_csv_and_parquet_sources(tmp_path):
-    schema, events = shop(tmp_path, "u1,2024-01-02 10:00,A,1.5,0\nu1,2024-01-01 09:00,B,2,0\nu2,2024-01-03 08:00,A,3,1\n")
+    schema, events = shop(
+        tmp_path, "u1,2024-01-02 10:00,A,1.5,0\nu1,2024-01-01 09:00,B,2,0\nu2,2024-01-03 08:00,A,3,1\n"
+    )
     result = load_source("csv", input=events, schema=schema)
     assert result.users["user_id"] == ["u1", "u2"]
     assert result.users[0]["item"] == ["B", "A"]
@@ -166,6 +178,7 @@ def test_split_is_seeded_disjoint_and_holds_out_labeled_users(rosbank_dir):
 
 # ----- bad input -------------------------------------------------------------------------
 
+
 def test_missing_column_names_file_and_column(tmp_path):
     schema, events = shop(tmp_path, "u1,2024-01-02 10:00,A,1.5,0\n")
     events.write_text("customer,ts,item,churn\nu1,2024-01-02 10:00,A,0\n")
@@ -200,7 +213,9 @@ def test_missing_values_and_unknown_codes_are_counted_and_rendered(tmp_path):
     assert result.report.dropped_rows == {"missing user id (customer)": 1}
     assert count_unknown_codes(result.users, result.schema) == {"item": 1}
     text = Serializer(result.schema)(result.users)[0]["text"]
-    assert text == "When|Item|Price\n2024-01-02 10:00:00, no item, unknown\n2024-01-02 11:00:00, other item (Z), unknown"
+    assert (
+        text == "When|Item|Price\n2024-01-02 10:00:00, no item, unknown\n2024-01-02 11:00:00, other item (Z), unknown"
+    )
 
 
 def test_duplicates_counted_and_dropped_on_request(tmp_path):

@@ -75,9 +75,7 @@ def read_table(
         text = _decode(raw, path, encoding)
         sep = separator or _sniff_separator(text, path)
         try:
-            frame = pl.read_csv(
-                text.encode("utf-8"), separator=sep, infer_schema=False, quote_char=quote_char
-            )
+            frame = pl.read_csv(text.encode("utf-8"), separator=sep, infer_schema=False, quote_char=quote_char)
         except pl.exceptions.PolarsError as err:
             raise Llm4esError(f"cannot parse as CSV: {err}", file=path) from err
         frame = frame.with_row_index(ROW, offset=2)
@@ -91,7 +89,7 @@ def _decode(raw: bytes, path: Path, encoding: str) -> str:
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         raise Llm4esError(
-            f"bytes not valid {encoding} at byte offset {err.start} ({raw[err.start:err.start + 4]!r}); "
+            f"bytes not valid {encoding} at byte offset {err.start} ({raw[err.start : err.start + 4]!r}); "
             "set `encoding:` in the schema (e.g. cp1251, latin-1) if the file uses another encoding",
             file=path,
             row=line,
@@ -186,7 +184,8 @@ def build_users(
     require_columns(events, [schema.user_id, schema.time.column] + [f.source_column for f in field_specs], where)
     if schema.labels:
         label_where = (
-            ", ".join(sorted(set(labels[FILE].unique().to_list()))) if labels is not None and FILE in labels.columns
+            ", ".join(sorted(set(labels[FILE].unique().to_list())))
+            if labels is not None and FILE in labels.columns
             else where
         )
         require_columns(label_source, [schema.user_id] + [lb.source_column for lb in schema.labels], label_where)

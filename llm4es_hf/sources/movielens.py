@@ -13,19 +13,38 @@ from .base import FILE, ROW, read_table
 
 AGE_GROUPS = [(0, "under 18"), (18, "18-24"), (25, "25-34"), (35, "35-44"), (45, "45-49"), (50, "50-55"), (56, "56+")]
 ML1M_OCCUPATIONS = [
-    "other", "academic/educator", "artist", "clerical/admin", "college/grad student", "customer service",
-    "doctor/health care", "executive/managerial", "farmer", "homemaker", "K-12 student", "lawyer", "programmer",
-    "retired", "sales/marketing", "scientist", "self-employed", "technician/engineer", "tradesman/craftsman",
-    "unemployed", "writer",
+    "other",
+    "academic/educator",
+    "artist",
+    "clerical/admin",
+    "college/grad student",
+    "customer service",
+    "doctor/health care",
+    "executive/managerial",
+    "farmer",
+    "homemaker",
+    "K-12 student",
+    "lawyer",
+    "programmer",
+    "retired",
+    "sales/marketing",
+    "scientist",
+    "self-employed",
+    "technician/engineer",
+    "tradesman/craftsman",
+    "unemployed",
+    "writer",
 ]
 _ARTICLE = re.compile(r"^(.*), (The|A|An|Les|La|Le|Il|Das|Der|Die|El|L')$")
 
 
 def readable_title(title: pl.Expr) -> pl.Expr:
     """'Empire Strikes Back, The' -> 'The Empire Strikes Back' (how people write titles)."""
-    return pl.when(title.str.contains(_ARTICLE.pattern)).then(
-        title.str.replace(_ARTICLE.pattern, "${2} ${1}")
-    ).otherwise(title)
+    return (
+        pl.when(title.str.contains(_ARTICLE.pattern))
+        .then(title.str.replace(_ARTICLE.pattern, "${2} ${1}"))
+        .otherwise(title)
+    )
 
 
 def age_group(age: pl.Expr) -> pl.Expr:
@@ -46,8 +65,9 @@ def _read_dat(path: Path, columns: list[str]) -> pl.DataFrame:
     if not path.exists():
         raise Llm4esError("ml-1m file not found (expected the GroupLens ml-1m folder)", file=path)
     text = path.read_bytes().decode("latin-1").replace("::", "\t")
-    frame = pl.read_csv(text.encode(), separator="\t", has_header=False, new_columns=columns,
-                        infer_schema=False, quote_char=None)
+    frame = pl.read_csv(
+        text.encode(), separator="\t", has_header=False, new_columns=columns, infer_schema=False, quote_char=None
+    )
     return frame.with_row_index(ROW, offset=1).with_columns(pl.lit(str(path)).alias(FILE))
 
 
@@ -67,7 +87,9 @@ def read_movielens(input_dir: str | Path | None = None) -> tuple[pl.DataFrame, p
         )
         users = _read_dat(folder / "users.dat", ["user_id", "gender", "age", "occupation", "zip_code"])
         users = users.with_columns(
-            pl.col("occupation").cast(pl.Int64).replace_strict(
+            pl.col("occupation")
+            .cast(pl.Int64)
+            .replace_strict(
                 list(range(len(ML1M_OCCUPATIONS))), ML1M_OCCUPATIONS, default="other", return_dtype=pl.Utf8
             ),
         )

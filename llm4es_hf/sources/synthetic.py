@@ -13,8 +13,16 @@ import numpy as np
 import polars as pl
 
 ROSBANK_COLUMNS = [
-    "PERIOD", "cl_id", "MCC", "channel_type", "currency", "TRDATETIME", "amount", "trx_category",
-    "target_flag", "target_sum",
+    "PERIOD",
+    "cl_id",
+    "MCC",
+    "channel_type",
+    "currency",
+    "TRDATETIME",
+    "amount",
+    "trx_category",
+    "target_flag",
+    "target_sum",
 ]
 MCCS = np.array([5411, 5814, 5912, 4829, 6011, 5541, 5999, 5812, 4814, 5691, 5331, 7832, 5945, 4121, 6012])
 # Merchant-category preferences: loyal users favour groceries/restaurants, churners transfers/cash.
@@ -43,7 +51,7 @@ def generate_rosbank(
 
     # Time: loyal users spread evenly, churners fade out (mass shifted to early months).
     u = rng.random(n)
-    position = np.where(is_churn, u ** 1.6, u)
+    position = np.where(is_churn, u**1.6, u)
     day = START_DAY + np.floor(position * SPAN_DAYS).astype(np.int64)
     seconds = np.where(rng.random(n) < 0.6, 0, rng.integers(0, 86400, n))
     # Spending trend: churners' amounts shrink over time, loyal users' grow a little.
