@@ -130,3 +130,8 @@ def schema_path(dataset: str) -> Path:
         known = sorted(p.parent.name for p in recipes_dir().glob("*/schema.yaml"))
         raise Llm4esError(f"no built-in schema for data set {dataset!r}; known: {known}")
     return path
+
+
+def template_path(name: str) -> Path:
+    """A card template shipped in model_cards/ (installed with the package)."""
+    return Path(str(importlib.resources.files("llm4es_hf.model_cards"))) / name

@@ -283,6 +283,7 @@ class Serializer:
         )
         drop = np.zeros(n_users, dtype=np.int64)
         drop[keep_from[_USER].to_numpy()] = keep_from["__drop"].to_numpy()
+        available = np.bincount(events[_USER].to_numpy(), minlength=n_users) if len(events) else np.zeros(n_users, int)
         for _ in range(64):
             kept_events = self._keep_tail(events, drop)
             texts = self._join(kept_events, n_users)
@@ -290,10 +291,21 @@ class Serializer:
             over = lengths > self.max_tokens
             if not over.any():
                 break
-            # BPE merges across chunk borders can make the text a little longer than the sum.
-            drop[over] += 1
+            kept_now = np.bincount(kept_events[_USER].to_numpy(), minlength=n_users)
+            if (over & (kept_now == 0)).any():
+                raise Llm4esError(
+                    f"the token budget ({self.max_tokens}) is smaller than the text without any event "
+                    f"({int(lengths[over & (kept_now == 0)].min())} tokens: the header); raise --max-tokens",
+                    key="max_tokens",
+                )
+            # BPE merges across chunk borders (and, for `grouped`, section headings) make the text longer
+            # than the sum of its chunks: shrink the kept events in proportion to the overshoot.
+            body = np.maximum(lengths[over] - fixed, 1)
+            target = np.floor(kept_now[over] * max(budget, 0) / body).astype(np.int64)
+            keep = np.minimum(kept_now[over] - 1, target)
+            drop[over] = available[over] - np.maximum(keep, 0)
         else:
-            raise Llm4esError("could not fit the token budget; is --max-tokens smaller than the header?")
+            raise Llm4esError("could not fit the token budget after 64 passes", key="max_tokens")
         kept = np.bincount(kept_events[_USER].to_numpy(), minlength=n_users) if len(kept_events) else np.zeros(n_users)
         return pa.table(
             {

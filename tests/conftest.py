@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import tiny
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -18,21 +20,13 @@ pytest_plugins = ["tests.loopback_hub"]
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     """A small byte-level BPE tokenizer trained in memory (fast, deterministic, offline)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    return tiny.tiny_tokenizer()
 
-    tokenizer = Tokenizer(models.BPE(unk_token=None))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    corpus = [
-        "Date|Movie|Genres|Rating (1-5)\n1997-09-22, Toy Story, Animation/Comedy, 5",
-        "UNIX days|Amount(rubles, scaled)|Merchant category codes\n17089, 6, Grocery stores, type1, purchase",
-    ] * 50
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<eos>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tokenizer.train_from_iterator(corpus, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>")
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A folder with a tiny random Llama (3 layers, hidden 32) and its tokenizer."""
+    return tiny.tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))
 
 
 def write(path: Path, text: str, *, gz: bool = False, encoding: str = "utf-8") -> Path:

@@ -53,6 +53,8 @@ def test_movielens_bundled():
     assert set(users["gender"]) == {"M", "F"}
     titles = {t for row in users["movie_title"][:50] for t in row}
     assert "The Empire Strikes Back" in titles and not any(t.endswith(", The") for t in titles)
+    all_titles = {t for row in users["movie_title"] for t in row}
+    assert "The Horseman on the Roof (Hussard sur le toit, Le)" in all_titles
 
 
 def test_movielens_1m_folder(ml1m_dir):

@@ -35,14 +35,15 @@ ML1M_OCCUPATIONS = [
     "unemployed",
     "writer",
 ]
-_ARTICLE = re.compile(r"^(.*), (The|A|An|Les|La|Le|Il|Das|Der|Die|El|L')$")
+_ARTICLE = re.compile(r"^(.*?), (The|A|An|Les|La|Le|Il|Das|Der|Die|El|L')(\s*\(.*\))?$")
 
 
 def readable_title(title: pl.Expr) -> pl.Expr:
-    """'Empire Strikes Back, The' -> 'The Empire Strikes Back' (how people write titles)."""
+    """'Empire Strikes Back, The' -> 'The Empire Strikes Back' (how people write titles);
+    a trailing '(...)' (an original title) stays at the end."""
     return (
         pl.when(title.str.contains(_ARTICLE.pattern))
-        .then(title.str.replace(_ARTICLE.pattern, "${2} ${1}"))
+        .then(title.str.replace(_ARTICLE.pattern, "${2} ${1}${3}"))
         .otherwise(title)
     )
 
