@@ -135,6 +135,125 @@ def quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=2048, help="token budget per user")
 
 
+def run_corpus(argv: list[str]) -> int:
+    from .config import parse_config
+    from .corpus import CorpusConfig, build_corpus
+
+    (config,) = parse_config(
+        [CorpusConfig],
+        argv,
+        prog="llm4es corpus",
+        description="Build a corpus (serialized + enriched configs, card) from a recipe YAML: "
+        "llm4es corpus --recipe recipes/movielens/corpus.yaml --output-dir DIR",
+    )
+    output = build_corpus(config)
+    print(f"corpus written to {output}")
+    return 0
+
+
+def run_publish_corpus(args: argparse.Namespace) -> int:
+    from .hub import publish_corpus
+
+    url = publish_corpus(args.folder, args.repo_id, private=not args.public, hash_user_ids=not args.keep_user_ids)
+    print(f"published {args.folder} to {url} ({'public' if args.public else 'private'})")
+    return 0
+
+
+def publish_corpus_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="a corpus folder written by `llm4es corpus`")
+    parser.add_argument("--repo-id", required=True, help="org/name of the Hub data set")
+    parser.add_argument("--public", action="store_true", help="publish publicly (default: private)")
+    parser.add_argument("--keep-user-ids", action="store_true", help="publish raw user ids (default: salted hashes)")
+
+
+def enrich_arguments(parser: argparse.ArgumentParser) -> None:
+    from .enrich.cli import add_arguments
+
+    add_arguments(parser)
+
+
+def run_enrich(args: argparse.Namespace) -> int:
+    from .enrich.cli import run
+
+    return run(args)
+
+
+def embed_arguments(parser: argparse.ArgumentParser) -> None:
+    from .embed import DTYPES, POOLINGS
+
+    parser.add_argument("--model", required=True, help="model folder, Hub id, or bundled name (smollm2-135m)")
+    parser.add_argument("--corpus", required=True, help="corpus folder or Hub data set id (plain texts)")
+    parser.add_argument("--output", required=True, help="Parquet file to write (user_id, split, embedding)")
+    parser.add_argument("--config", default="serialized", help="corpus config holding the plain texts")
+    parser.add_argument("--splits", nargs="+", help="splits to embed (default: all)")
+    parser.add_argument("--layer-start", type=int, help="first hidden state averaged (default: L/3, the paper's k)")
+    parser.add_argument("--pooling", default=None, choices=POOLINGS, help="mean over tokens (default) or last")
+    parser.add_argument("--max-length", type=int, help="tokens per user, most recent kept (default: model's)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--dtype", default="auto", choices=DTYPES, help="auto: bf16 where the hardware has it")
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from .embed import Embedder, embed_dataset, embedding_settings, load_texts, save_embeddings
+
+    saved = embedding_settings(args.model)  # what the model was exported with, if it was
+    embedder = Embedder(
+        args.model,
+        layer_start=args.layer_start if args.layer_start is not None else saved.get("layer_start"),
+        pooling=args.pooling or saved.get("pooling", "mean"),
+        max_length=args.max_length or saved.get("max_length", 2048),
+        dtype=args.dtype,
+    )
+    texts = load_texts(args.corpus, args.config, args.splits)
+    embeddings = embed_dataset(embedder, texts, batch_size=args.batch_size)
+    if PartialState().is_main_process:
+        save_embeddings(args.output, texts["user_id"], embeddings, extra={"split": texts["split"]})
+        print(
+            f"{len(texts):,} users x {embeddings.shape[1]} dims (layers {embedder.layer_start}..."
+            f"{embedder.num_layers}, {embedder.pooling} pooling, {str(embedder.dtype).replace('torch.', '')}) "
+            f"-> {args.output}"
+        )
+    return 0
+
+
+def export_arguments(parser: argparse.ArgumentParser) -> None:
+    from .embed import POOLINGS
+
+    parser.add_argument("model_dir", help="a saved model folder")
+    parser.add_argument("--layer-start", type=int, help="first hidden state averaged (default: L/3)")
+    parser.add_argument("--pooling", default="mean", choices=POOLINGS)
+    parser.add_argument("--max-length", type=int, default=2048)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .embed import export_sentence_transformer
+
+    export_sentence_transformer(
+        args.model_dir, layer_start=args.layer_start, pooling=args.pooling, max_length=args.max_length
+    )
+    print(f"{args.model_dir} now loads with SentenceTransformer (and still with AutoModel)")
+    return 0
+
+
+def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    from .evaluation import add_arguments
+
+    add_arguments(parser)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import run
+
+    return run(args)
+
+
+# Commands whose options come from a dataclass + a YAML recipe (TRL's parser); they parse their own argv.
+CONFIG_COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
+    "corpus": ("build serialized + enriched corpora with a dataset card from a recipe YAML", run_corpus),
+}
+
 COMMANDS: dict[str, tuple[str, AddArguments, Handler]] = {
     "serialize": (
         "raw events -> users Dataset with a `text` column (LLM4ES or another format)",
@@ -145,6 +264,31 @@ COMMANDS: dict[str, tuple[str, AddArguments, Handler]] = {
         "write synthetic bank transactions in Rosbank's raw format (train.csv.gz)",
         synthetic_arguments,
         run_synthetic,
+    ),
+    "enrich": (
+        "rewrite serialized users with an instruct LLM (in-process or an OpenAI-compatible server), cached",
+        enrich_arguments,
+        run_enrich,
+    ),
+    "embed": (
+        "user embeddings: mean of hidden states of layers k..L, mean over tokens (Parquet + Dataset)",
+        embed_arguments,
+        run_embed,
+    ),
+    "evaluate": (
+        "score embeddings (and baselines) on a label: 5 folds, LightGBM/logreg, report md/json/png",
+        evaluate_arguments,
+        run_evaluate,
+    ),
+    "export-st": (
+        "add SentenceTransformer modules (layer averaging + pooling) to a saved model folder",
+        export_arguments,
+        run_export,
+    ),
+    "publish-corpus": (
+        "push a corpus folder (both configs and its card) to the Hub, private by default",
+        publish_corpus_arguments,
+        run_publish_corpus,
     ),
     "quickstart": (
         "the main job on the embedded defaults (bundled MovieLens-100K and SmolLM2)",
@@ -160,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="LLM4ES on the Hugging Face stack: event sequences -> text -> fine-tuned LLM -> user embeddings.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    for name, (help_text, _) in CONFIG_COMMANDS.items():
+        sub.add_parser(name, help=help_text + " (see `llm4es " + name + " --help`)", add_help=False)
     for name, (help_text, add_arguments, runner) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(command_parser)
@@ -169,12 +315,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    # Before torch loads its libgomp: spinning OpenMP threads slow LightGBM and torch 3-100x on busy cores.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in CONFIG_COMMANDS:
+        name = argv[0]
+        return _reporting_errors(name, lambda: CONFIG_COMMANDS[name][1](argv[1:]))
+    args = build_parser().parse_args(argv)
+    return _reporting_errors(args.command, lambda: args.handler(args))
+
+
+def _reporting_errors(name: str, run: Callable[[], int]) -> int:
+    """Run a command; our errors become one line on stderr and exit code 2 (no traceback)."""
     try:
-        return args.handler(args)
+        return run()
     except Llm4esError as err:
-        print(f"llm4es {args.command}: error: {err}", file=sys.stderr)
+        print(f"llm4es {name}: error: {err}", file=sys.stderr)
         return 2
 
 

@@ -1,0 +1,134 @@
+"""Embedding speed on the MovieLens length distribution, bundled SmolLM2, this CPU.
+
+Compares, on the same texts (the latest --max-tokens tokens of --users MovieLens viewers):
+- ours: llm4es Embedder (decoder body only, length-sorted batches, bf16 where the CPU has it);
+- naive: fp32 AutoModelForCausalLM with output_hidden_states (LM head computed), unsorted batches;
+- length-sorted alone: fp32 decoder body, sorted vs unsorted batches;
+- SentenceTransformer.encode on the exported model (same dtype as ours), same vectors checked;
+and the cosine between bf16 and fp32 embeddings per user. Last line: one JSON object,
+ratio = ours over naive in tokens/s.
+
+    python benchmarks/embed.py [--users 128 --max-tokens 512 --batch-size 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import report, timed  # noqa: E402
+
+from llm4es_hf.assets import resolve_model  # noqa: E402
+from llm4es_hf.embed import Embedder, export_sentence_transformer  # noqa: E402
+from llm4es_hf.serialize import Serializer, load_tokenizer  # noqa: E402
+from llm4es_hf.sources import load_source  # noqa: E402
+
+
+def naive(model_path: str, texts: list[str], batch_size: int, max_length: int) -> np.ndarray:
+    """What one writes first: the causal LM in fp32, all hidden states, batches in data order."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer.truncation_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    k = round(model.config.num_hidden_layers / 3)
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(
+                texts[start : start + batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+            )
+            hidden = model(**batch, output_hidden_states=True).hidden_states
+            layers = torch.stack(hidden[k:]).mean(0)
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            out.append(((layers * mask).sum(1) / mask.sum(1)).numpy())
+    return np.concatenate(out)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=128)
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    source = load_source("movielens")
+    tokenizer = load_tokenizer("smollm2-135m")
+    rng = np.random.default_rng(0)
+    users = source.users.select(np.sort(rng.permutation(len(source.users))[: args.users]))
+    texts = list(Serializer(source.schema, max_tokens=args.max_tokens, tokenizer=tokenizer)(users)["text"])
+    tokens = sum(len(ids) for ids in tokenizer(texts)["input_ids"])
+    model_path = resolve_model("smollm2-135m")
+    print(f"{len(texts)} MovieLens users, {tokens:,} tokens (<= {args.max_tokens} each)")
+
+    def run(embedder: Embedder, **kwargs):
+        return timed(lambda: embedder.encode(texts, batch_size=args.batch_size, progress=False, **kwargs))
+
+    naive_s, naive_vec = timed(lambda: naive(model_path, texts, args.batch_size, args.max_tokens))
+    ours_embedder = Embedder(model_path, max_length=args.max_tokens)
+    ours_embedder.encode(texts[:2], progress=False)  # warm-up
+    ours_s, ours_vec = run(ours_embedder)
+    fp32 = Embedder(model_path, max_length=args.max_tokens, dtype="fp32")
+    sorted_s, fp32_vec = run(fp32)
+    unsorted_s, _ = run(fp32, sort_by_length=False)
+
+    from sentence_transformers import SentenceTransformer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = Path(tmp) / "model"
+        shutil.copytree(model_path, exported)
+        export_sentence_transformer(exported, max_length=args.max_tokens)
+        st = SentenceTransformer(str(exported), device="cpu", model_kwargs={"dtype": ours_embedder.dtype})
+        st.encode(texts[:2])
+        st_s, st_vec = timed(lambda: st.encode(texts, batch_size=args.batch_size))
+
+    dtype = str(ours_embedder.dtype).replace("torch.", "")
+    rows = [
+        (f"ours ({dtype}, body only, sorted)", ours_s),
+        ("naive (fp32 causal LM + all hidden states, unsorted)", naive_s),
+        ("fp32 body, length-sorted", sorted_s),
+        ("fp32 body, unsorted", unsorted_s),
+        (f"SentenceTransformer.encode ({dtype})", st_s),
+    ]
+    for name, seconds in rows:
+        print(f"  {name:55s} {seconds:7.1f} s  {tokens / seconds:8,.0f} tokens/s")
+    cos_dtype = cosine(ours_vec, fp32_vec)
+    cos_naive = cosine(fp32_vec, naive_vec)
+    cos_st = cosine(ours_vec, st_vec)
+    print(f"cosine {dtype} vs fp32 per user: min {cos_dtype.min():.5f}, mean {cos_dtype.mean():.5f}")
+    print(f"cosine fp32 ours vs naive: min {cos_naive.min():.5f}; ours vs SentenceTransformer: min {cos_st.min():.5f}")
+    report(
+        benchmark="embed",
+        unit="tokens/s",
+        tokens=tokens,
+        dtype=dtype,
+        ours=round(tokens / ours_s),
+        baseline=round(tokens / naive_s),
+        ratio=round(naive_s / ours_s, 2),
+        sorted_over_unsorted=round(unsorted_s / sorted_s, 2),
+        ours_over_sentence_transformers=round(st_s / ours_s, 2),
+        cosine_dtype_vs_fp32_min=round(float(cos_dtype.min()), 5),
+        cosine_vs_naive_min=round(float(cos_naive.min()), 5),
+        cosine_vs_sentence_transformers_min=round(float(cos_st.min()), 5),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Training-step speed: bundled SmolLM2 on MovieLens user texts, this CPU.
+
+Same model, same batches (sequential order), same AdamW settings (the paper's betas/eps/wd,
+grad clip 1.0), a few optimizer steps each:
+- ours (TRL SFTTrainer via llm4es_hf.train) against a minimal hand-written PyTorch loop, both
+  in the same precision: useful (non-padding) tokens/s, target ratio >= 0.9;
+- plain padding against packing (TRL bfd: padding-free rows, position ids reset per user) and
+  against length-grouped batches, on the real MovieLens length distribution: target >= 1.5;
+- bf16 autocast against fp32: tokens/s and the loss after the same steps.
+Peak RSS is reported. Last line: one JSON object, ratio = packed over plain padding.
+
+    python benchmarks/train.py [--max-length 2048 --batch-size 2 --steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import peak_rss_mb, report, timed  # noqa: E402
+
+from llm4es_hf.assets import resolve_model  # noqa: E402
+from llm4es_hf.serialize import Serializer, load_tokenizer  # noqa: E402
+from llm4es_hf.sources import load_source  # noqa: E402
+from llm4es_hf.train import LLM4ESSFTConfig, cpu_supports_bf16, tokenize_for_lm  # noqa: E402
+
+OPTIM = {"lr": 5e-5, "betas": (0.9, 0.95), "eps": 1e-5, "weight_decay": 1e-6}
+
+
+def hand_loop(model_path: str, batches: list[list[list[int]]], pad_id: int, bf16: bool) -> tuple[int, float]:
+    """The minimal loop: pad right, mask pads out of the labels, autocast, AdamW, clip."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), **OPTIM)
+    tokens, loss = 0, float("nan")
+    for rows in batches:
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        labels = ids.masked_fill(mask == 0, -100)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        tokens += int(mask.sum())
+        loss = float(out.loss)
+    return tokens, loss
+
+
+def ours(
+    model_path: str,
+    dataset,
+    tokenizer,
+    *,
+    batch_size: int,
+    steps: int,
+    bf16: bool,
+    packing: bool = False,
+    strategy: str = "sequential",
+) -> tuple[int, float]:
+    from transformers import AutoModelForCausalLM
+    from trl import SFTTrainer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = LLM4ESSFTConfig(
+            output_dir=tmp,
+            max_steps=steps,
+            per_device_train_batch_size=batch_size,
+            learning_rate=OPTIM["lr"],
+            adam_beta1=0.9,
+            adam_beta2=0.95,
+            adam_epsilon=OPTIM["eps"],
+            weight_decay=OPTIM["weight_decay"],
+            max_grad_norm=1.0,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            bf16=bf16,
+            gradient_checkpointing=False,
+            packing=packing,
+            max_length=max(len(r) for r in dataset["input_ids"]),
+            report_to="none",
+            save_strategy="no",
+            logging_steps=1,
+            train_sampling_strategy=strategy,
+            include_num_input_tokens_seen=True,
+            disable_tqdm=True,
+            dataloader_drop_last=False,
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        trainer.train()
+        losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+        return int(trainer.state.num_input_tokens_seen), float(losses[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--max-length", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    import datasets
+
+    source = load_source("movielens")
+    tokenizer = load_tokenizer("smollm2-135m")
+    texts = Serializer(source.schema, max_tokens=args.max_length - 1, tokenizer=tokenizer)(source.users)
+    tokenized, _ = tokenize_for_lm(texts.select_columns(["text"]), tokenizer, max_length=args.max_length)
+    rng = np.random.default_rng(0)
+    n = args.batch_size * args.steps
+    rows = [tokenized[int(i)]["input_ids"] for i in rng.permutation(len(tokenized))[:n]]
+    lengths = np.array([len(r) for r in tokenized["input_ids"]])
+    print(
+        f"MovieLens users: {len(lengths)} texts, tokens p25/p50/p75/max = "
+        f"{np.percentile(lengths, [25, 50, 75]).astype(int).tolist()}/{lengths.max()}; "
+        f"{n} of them in {args.steps} steps of {args.batch_size}"
+    )
+    dataset = datasets.Dataset.from_dict({"input_ids": rows})
+    batches = [rows[i : i + args.batch_size] for i in range(0, n, args.batch_size)]
+    model_path = resolve_model("smollm2-135m")
+    bf16 = cpu_supports_bf16()
+    precision = "bf16" if bf16 else "fp32"
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    results = {}
+    for name, fn in [
+        (f"hand-written loop ({precision})", lambda: hand_loop(model_path, batches, pad, bf16)),
+        (
+            f"ours, padding ({precision})",
+            lambda: ours(model_path, dataset, tokenizer, batch_size=args.batch_size, steps=args.steps, bf16=bf16),
+        ),
+        (
+            f"ours, packed ({precision})",
+            lambda: ours(
+                model_path, dataset, tokenizer, batch_size=args.batch_size, steps=args.steps, bf16=bf16, packing=True
+            ),
+        ),
+        (
+            f"ours, grouped by length ({precision})",
+            lambda: ours(
+                model_path,
+                dataset,
+                tokenizer,
+                batch_size=args.batch_size,
+                steps=args.steps,
+                bf16=bf16,
+                strategy="group_by_length",
+            ),
+        ),
+        (
+            "ours, padding (fp32)",
+            lambda: ours(model_path, dataset, tokenizer, batch_size=args.batch_size, steps=args.steps, bf16=False),
+        ),
+    ]:
+        seconds, (tokens, loss) = timed(fn)
+        results[name] = (tokens / seconds, loss, seconds)
+        print(f"  {name:40s} {seconds:7.1f} s  {tokens / seconds:7.1f} tokens/s  last loss {loss:.4f}", flush=True)
+
+    hand, padded, packed, grouped, fp32 = (results[k][0] for k in results)
+    report(
+        benchmark="train",
+        unit="tokens/s",
+        precision=precision,
+        ours=round(packed, 1),
+        baseline=round(padded, 1),
+        ratio=round(packed / padded, 2),
+        grouped_over_padding=round(grouped / padded, 2),
+        framework_over_hand_loop=round(padded / hand, 2),
+        bf16_over_fp32=round(padded / fp32, 2) if bf16 else None,
+        loss_bf16=round(list(results.values())[1][1], 4),
+        loss_fp32=round(list(results.values())[4][1], 4),
+        peak_rss_mb=round(peak_rss_mb()),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Dataclass configs parsed like TRL scripts: dataclass defaults < YAML recipe < command line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Llm4esError
+
+
+def parse_config(
+    dataclass_types: Sequence[type], args: Sequence[str] | None, *, prog: str, description: str = ""
+) -> tuple[Any, ...]:
+    """Parse ``--config FILE`` (alias ``--recipe``) plus command-line overrides with TRL's TrlParser.
+
+    Unknown YAML keys and missing files become an Llm4esError naming the key or file.
+    """
+    from trl import TrlParser
+
+    args = ["--config" if a == "--recipe" else a for a in (sys.argv[1:] if args is None else args)]
+    if "--config" in args:
+        index = args.index("--config")
+        if index + 1 >= len(args):
+            raise Llm4esError("--config needs a YAML file", key="config")
+        path = Path(args[index + 1])
+        if not path.exists():
+            raise Llm4esError("recipe file not found", file=path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise Llm4esError(f"invalid YAML: {err}", file=path) from err
+        if not isinstance(data, dict):
+            raise Llm4esError("a recipe must be a YAML mapping of keys to values", file=path)
+        known = {name for cls in dataclass_types for name in cls.__dataclass_fields__} | {"env"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise Llm4esError(f"unknown key(s) {unknown}; see `{prog} --help` for the keys", file=path, key=unknown[0])
+    parser = TrlParser(list(dataclass_types), prog=prog, description=description)
+    try:
+        return parser.parse_args_and_config(args)
+    except ValueError as err:
+        raise Llm4esError(str(err)) from err

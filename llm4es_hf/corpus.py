@@ -1,0 +1,302 @@
+"""Corpora: serialized and enriched texts as a Hub-ready DatasetDict with a dataset card.
+
+A corpus folder holds two configs, each with the train/test user split, as Parquet:
+
+- ``serialized``: one plain LLM4ES text per user;
+- ``enriched``: the paper's training mix, i.e. every train user's plain text plus, for a
+  seeded fraction of train users per enrichment variant, the text an instruct LLM wrote
+  (test users keep their plain text only: evaluation embeds the plain serialization).
+
+Beside them: ``README.md`` (the card, whose ``configs`` metadata lets
+``load_dataset(folder_or_repo, "enriched")`` work), ``schema.yaml``, ``corpus_summary.json``
+and, kept local and never published, ``users/`` (the event lists, for the baselines and
+re-serialization), the enrichment cache and the user-id salt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+
+from .errors import Llm4esError
+from .schema import EventSchema, load_schema, save_schema
+from .serialize import Serializer, load_tokenizer, summarize
+from .sources import load_source, split_users
+
+CONFIGS = ("serialized", "enriched")
+LOCAL_ONLY = ["users/*", "users/**", "enrich_cache.sqlite*", ".user_id_salt", "*.lock"]
+TEXT_COLUMNS = ["user_id", "text", "n_events", "n_events_kept", "n_tokens"]
+
+
+@dataclass
+class CorpusConfig:
+    """How to build a corpus (`llm4es corpus --recipe recipes/<dataset>/corpus.yaml`)."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "folder the corpus is written to"})
+    source: str = field(default="movielens", metadata={"help": "a source of `llm4es serialize --source`"})
+    input: str | None = field(default=None, metadata={"help": "raw file or folder of the source"})
+    schema: str | None = field(default=None, metadata={"help": "EventSchema YAML (csv/parquet, or to override)"})
+    labels: str | None = field(default=None, metadata={"help": "csv/parquet: user table with labels"})
+    format: str = field(default="llm4es", metadata={"help": "text layout of the plain serialization"})
+    max_events: int | None = field(default=5000, metadata={"help": "keep at most the last N events per user"})
+    max_tokens: int | None = field(default=None, metadata={"help": "token budget per user (latest events kept)"})
+    tokenizer: str = field(default="smollm2-135m", metadata={"help": "tokenizer of the budget and statistics"})
+    test_size: float = field(default=0.1, metadata={"help": "fraction of labeled users held out"})
+    seed: int = field(default=42, metadata={"help": "seed of the split, the enrichment sample and sampling"})
+    split_label: str | None = field(default=None, metadata={"help": "test users drawn among users with this label"})
+    enrich_variants: list[str] = field(
+        default_factory=list, metadata={"help": "variant:fraction of train users, e.g. free:0.2 json:0.2"}
+    )
+    enrich_max_users: int | None = field(
+        default=None, metadata={"help": "cap on enriched users per variant (CPU-sized runs)"}
+    )
+    enrich_max_tokens: int | None = field(
+        default=None, metadata={"help": "token budget of the text given to the generator (latest events kept)"}
+    )
+    include_base_text: bool = field(default=True, metadata={"help": "enriched config also holds the plain texts"})
+    backend: str = field(default="transformers", metadata={"help": "transformers (in-process) or openai (HTTP)"})
+    generator: str = field(default="smollm2-135m", metadata={"help": "generator model (bundled name, path, Hub id)"})
+    base_url: str | None = field(default=None, metadata={"help": "openai backend: server URL, e.g. .../v1"})
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "openai backend: env var of the key"})
+    concurrency: int = field(default=8, metadata={"help": "openai backend: requests in flight"})
+    max_new_tokens: int = field(default=512, metadata={"help": "generation length cap"})
+    temperature: float = field(default=0.6, metadata={"help": "sampling temperature"})
+    top_p: float = field(default=0.9, metadata={"help": "nucleus sampling"})
+    batch_size: int = field(default=16, metadata={"help": "transformers backend: prompts per batch"})
+    max_retries: int = field(default=2, metadata={"help": "retries of empty, truncated or refused outputs"})
+    push_to_hub: bool = field(default=False, metadata={"help": "publish the corpus when built"})
+    hub_repo_id: str | None = field(default=None, metadata={"help": "org/name of the Hub data set"})
+    hub_private: bool = field(default=True, metadata={"help": "publish as a private data set"})
+    hash_user_ids: bool = field(default=True, metadata={"help": "publish salted hashes instead of user ids"})
+
+    def variants(self) -> dict[str, float]:
+        """Parse ``enrich_variants`` into {variant: fraction}, validating each entry."""
+        from .enrich import VARIANTS
+
+        out = {}
+        for item in self.enrich_variants:
+            name, sep, value = str(item).partition(":")
+            if not sep:
+                raise Llm4esError(f"expected variant:fraction, got {item!r}", key="enrich_variants")
+            if name not in VARIANTS:
+                raise Llm4esError(f"unknown variant {name!r}; known: {sorted(VARIANTS)}", key="enrich_variants")
+            try:
+                fraction = float(value)
+            except ValueError as err:
+                raise Llm4esError(f"fraction of {name!r} is not a number: {value!r}", key="enrich_variants") from err
+            if not 0.0 <= fraction <= 1.0:
+                raise Llm4esError(f"fraction of {name!r} must be in [0, 1], got {fraction}", key="enrich_variants")
+            out[name] = fraction
+        return out
+
+
+def build_corpus(config: CorpusConfig) -> Path:
+    """Serialize, enrich and write a corpus folder (see the module docstring)."""
+    if not config.output_dir:
+        raise Llm4esError("--output-dir is required", key="output_dir")
+    variants = config.variants()  # validate before any work
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+
+    source = load_source(
+        config.source, input=config.input, schema=config.schema, labels=config.labels, seed=config.seed
+    )
+    schema = source.schema
+    tokenizer = load_tokenizer(config.tokenizer)
+    serializer = Serializer(
+        schema,
+        config.format,
+        max_events=config.max_events,
+        max_tokens=config.max_tokens,
+        tokenizer=tokenizer if config.max_tokens else None,
+    )
+    texts = serializer(source.users)
+    label = config.split_label or (schema.labels[0].name if schema.labels else None)
+    users = split_users(texts, test_size=config.test_size, seed=config.seed, label=label)
+    users.save_to_disk(str(output / "users"))
+    save_schema(schema, output / "schema.yaml")
+
+    label_columns = [lb.name for lb in schema.labels]
+    serialized = datasets.DatasetDict(
+        {
+            split: ds.select_columns([c for c in TEXT_COLUMNS + label_columns if c in ds.column_names])
+            for split, ds in users.items()
+        }
+    )
+    summary = summarize(texts, schema, max_events=config.max_events, tokenizer=tokenizer)
+
+    enrichment: dict[str, Any] = {}
+    enriched_rows = {}
+    if variants:
+        enriched_rows, enrichment = _enrich(users["train"], schema, variants, config, tokenizer, output)
+    enriched = _mix(serialized, enriched_rows, label_columns, include_base=config.include_base_text)
+
+    for name, dataset_dict in (("serialized", serialized), ("enriched", enriched)):
+        for split, ds in dataset_dict.items():
+            folder = output / name
+            folder.mkdir(exist_ok=True)
+            ds.to_parquet(str(folder / f"{split}-00000-of-00001.parquet"))
+
+    counts = {
+        name: {split: len(ds) for split, ds in dd.items()}
+        for name, dd in (("serialized", serialized), ("enriched", enriched))
+    }
+    info = {
+        "config": asdict(config),
+        "source": source.report.to_dict(),
+        "serialization": asdict(summary),
+        "enrichment": enrichment,
+        "counts": counts,
+        "enriched_variants": {split: _variant_counts(ds) for split, ds in enriched.items()},
+    }
+    (output / "corpus_summary.json").write_text(json.dumps(info, indent=2, default=str))
+    write_dataset_card(output, schema, info)
+    if config.push_to_hub:
+        if not config.hub_repo_id:
+            raise Llm4esError("--push-to-hub needs --hub-repo-id org/name", key="hub_repo_id")
+        from .hub import publish_corpus
+
+        publish_corpus(output, config.hub_repo_id, private=config.hub_private, hash_user_ids=config.hash_user_ids)
+    return output
+
+
+def _variant_counts(ds: datasets.Dataset) -> dict[str, int]:
+    names, counts = np.unique(np.asarray(ds["variant"]), return_counts=True)
+    return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
+
+
+def _enrich(
+    train: datasets.Dataset,
+    schema: EventSchema,
+    variants: dict[str, float],
+    config: CorpusConfig,
+    tokenizer: Any,
+    output: Path,
+) -> tuple[dict[str, datasets.Dataset], dict[str, Any]]:
+    """Enrich a seeded sample of train users per variant; failed records are left out and reported."""
+    from .enrich import EnrichmentCache, SamplingConfig, enrich_texts, make_backend
+
+    backend = make_backend(
+        config.backend,
+        generator=config.generator,
+        base_url=config.base_url,
+        api_key=os.environ.get(config.api_key_env),
+        batch_size=config.batch_size,
+        concurrency=config.concurrency,
+    )
+    sampling = SamplingConfig(
+        temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens, seed=config.seed
+    )
+    cache = EnrichmentCache(output / "enrich_cache.sqlite")
+    inputs = train
+    if config.enrich_max_tokens:
+        inputs = Serializer(
+            schema,
+            config.format,
+            max_events=config.max_events,
+            max_tokens=config.enrich_max_tokens,
+            tokenizer=tokenizer,
+        )(train, desc="Serializing (generator input)")
+    rng = np.random.default_rng(config.seed)
+    rows, reports = {}, {}
+    for variant, fraction in variants.items():
+        n = int(round(fraction * len(train)))
+        if config.enrich_max_users is not None:
+            n = min(n, config.enrich_max_users)
+        picked = np.sort(rng.permutation(len(train))[:n])
+        chosen = inputs.select(picked)
+        outputs, report = enrich_texts(
+            chosen["text"], variant, schema, backend, cache, sampling=sampling, max_retries=config.max_retries
+        )
+        keep = [i for i, text in enumerate(outputs) if text is not None]
+        rows[variant] = train.select(picked[keep]).remove_columns("text").add_column("text", [outputs[i] for i in keep])
+        reports[variant] = {"users": n, **asdict(report)}
+        for line in report.lines():
+            print(f"[{variant}] {line}")
+    return rows, {
+        "generator": backend.name,
+        "backend": config.backend,
+        "sampling": asdict(sampling),
+        "variants": reports,
+        "prompts": _prompt_texts(schema, variants),
+    }
+
+
+def _prompt_texts(schema: EventSchema, variants: dict[str, float]) -> dict[str, list[dict]]:
+    from .enrich import build_messages
+
+    return {name: build_messages("<serialized user text>", name, schema) for name in variants}
+
+
+def _mix(
+    serialized: datasets.DatasetDict,
+    enriched_rows: dict[str, datasets.Dataset],
+    label_columns: list[str],
+    *,
+    include_base: bool,
+) -> datasets.DatasetDict:
+    """The enriched config: base texts (variant 'base') plus each variant's enriched texts (train only)."""
+    columns = ["user_id", "variant", "text"] + label_columns
+    out = {}
+    for split, base in serialized.items():
+        parts = []
+        if include_base or split != "train" or not enriched_rows:
+            parts.append(base.add_column("variant", ["base"] * len(base)).select_columns(columns))
+        if split == "train":
+            for variant, ds in enriched_rows.items():
+                parts.append(ds.add_column("variant", [variant] * len(ds)).select_columns(columns))
+        out[split] = datasets.concatenate_datasets([p.cast(parts[0].features) for p in parts])
+    return datasets.DatasetDict(out)
+
+
+def write_dataset_card(folder: Path, schema: EventSchema, info: dict[str, Any]) -> None:
+    """Render model_cards/dataset_card.md into README.md, with the `configs` metadata for load_dataset."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from .assets import template_path
+
+    configs = [
+        {
+            "config_name": name,
+            "data_files": [{"split": split, "path": f"{name}/{split}-*.parquet"} for split in ("train", "test")],
+            **({"default": True} if name == "serialized" else {}),
+        }
+        for name in CONFIGS
+    ]
+    pretty_name = f"LLM4ES corpus: {schema.name}"
+    card_data = DatasetCardData(
+        license="other",
+        pretty_name=pretty_name,
+        tags=["llm4es", "event-sequences", "user-embeddings", schema.name],
+        task_categories=["text-generation"],
+        configs=configs,
+    )
+    card = DatasetCard.from_template(
+        card_data,
+        template_path=str(template_path("dataset_card.md")),
+        pretty_name=pretty_name,
+        schema=schema,
+        info=info,
+        fields=schema.fields,
+        labels=schema.labels,
+    )
+    (folder / "README.md").write_text(str(card), encoding="utf-8")
+
+
+def load_corpus(path_or_repo: str, config_name: str = "serialized") -> datasets.DatasetDict:
+    """Load a corpus config from a local folder or a Hub repo id."""
+    try:
+        return datasets.load_dataset(path_or_repo, config_name)
+    except (FileNotFoundError, ValueError) as err:
+        raise Llm4esError(f"cannot load corpus {path_or_repo!r} config {config_name!r}: {err}") from err
+
+
+def corpus_schema(folder: str | Path) -> EventSchema:
+    """The schema saved with a local corpus."""
+    return load_schema(Path(folder) / "schema.yaml")

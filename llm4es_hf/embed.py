@@ -1,0 +1,303 @@
+"""Stage 4: user embeddings from a (fine-tuned) causal LM, the LLM4ES way.
+
+Run the decoder body (no LM head) on each user's plain serialization, average the hidden
+states of layers ``k..L`` (``hidden_states[k:]``, the upper two thirds by default), then
+take the mean over non-padding tokens (or the last token). Position ids come from the
+attention mask, so left and right padding give the same vectors. Texts are sorted by
+length before batching, run under ``inference_mode``, in bf16 where the hardware has it.
+
+The same computation ships inside the model folder as SentenceTransformer modules
+(Transformer -> WeightedLayerPooling -> Pooling), so ``SentenceTransformer(path).encode``
+reproduces ``llm4es embed`` without ``trust_remote_code``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+
+from .errors import Llm4esError
+
+POOLINGS = ("mean", "last")
+DTYPES = ("auto", "bf16", "fp32")
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report (an AutoModel built from a causal-LM checkpoint always
+    'drops' lm_head, which is expected here)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def default_layer_start(num_layers: int) -> int:
+    """The paper's k: the upper two thirds of the layers (k = 9 of 28 for Llama-3.2-3B)."""
+    return round(num_layers / 3)
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """bf16 on GPUs and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32."""
+    if dtype not in DTYPES:
+        raise Llm4esError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}", key="dtype")
+    if dtype == "fp32":
+        return torch.float32
+    if dtype == "bf16":
+        return torch.bfloat16
+    from .train import cpu_supports_bf16
+
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+
+
+class Embedder:
+    """Loads the backbone once and turns texts into vectors (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        layer_start: int | None = None,
+        pooling: str = "mean",
+        max_length: int = 2048,
+        dtype: str = "auto",
+        device: str | None = None,
+        padding_side: str | None = None,
+    ) -> None:
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        from .assets import resolve_model
+
+        if pooling not in POOLINGS:
+            raise Llm4esError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}", key="pooling")
+        path = resolve_model(model)
+        if Path(path).exists() and not (Path(path) / "config.json").exists():
+            raise Llm4esError("model folder has no config.json (not a saved transformers model)", file=path)
+        try:
+            config = AutoConfig.from_pretrained(path)
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+        except OSError as err:
+            raise Llm4esError(f"cannot load model {model!r} (offline, or missing files?): {err}", key="model") from err
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = resolve_dtype(dtype, self.device)
+        with quiet_transformers():
+            self.model = AutoModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
+        self.num_layers = config.num_hidden_layers
+        self.layer_start = default_layer_start(self.num_layers) if layer_start is None else layer_start
+        if not 0 <= self.layer_start <= self.num_layers:
+            raise Llm4esError(
+                f"layer_start must be in [0, {self.num_layers}], got {self.layer_start}", key="layer_start"
+            )
+        self.pooling = pooling
+        self.max_length = max_length
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if padding_side is not None:
+            self.tokenizer.padding_side = padding_side
+        self.tokenizer.truncation_side = "left"  # keep the most recent events, as in training
+        self.path = path
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = batch["attention_mask"]
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        output = self.model(
+            input_ids=batch["input_ids"], attention_mask=mask, position_ids=position_ids, output_hidden_states=True
+        )
+        layers = output.hidden_states[self.layer_start :]
+        token_states = torch.stack([h.float() for h in layers]).mean(0)
+        weights = mask.unsqueeze(-1).to(token_states.dtype)
+        if self.pooling == "mean":
+            return (token_states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+        last = (positions * mask).argmax(1)
+        return token_states[torch.arange(len(last), device=last.device), last]
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 8, sort_by_length: bool = True, progress: bool = True
+    ) -> np.ndarray:
+        """Embeddings (float32, one row per text, in the input order)."""
+        from tqdm.auto import tqdm
+
+        if not len(texts):
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        lengths = np.array([len(ids) for ids in encoded])
+        order = np.argsort(-lengths, kind="stable") if sort_by_length else np.arange(len(encoded))
+        out = np.zeros((len(encoded), self.dimension), dtype=np.float32)
+        bar = tqdm(total=int(lengths.sum()), unit="tok", desc="Embedding", disable=not progress)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                index = order[start : start + batch_size]
+                batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in index]}, return_tensors="pt")
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                out[index] = self._forward(batch).cpu().numpy()
+                bar.update(int(lengths[index].sum()))
+        bar.close()
+        return out
+
+
+def embed_dataset(
+    embedder: Embedder, texts: datasets.Dataset, *, batch_size: int = 8, text_column: str = "text"
+) -> np.ndarray | None:
+    """Embed a Dataset, split across accelerate processes; the main process gets all rows in order.
+
+    Each process takes a contiguous slice of the rows; slices are gathered in rank order, so
+    no row is lost or repeated. Other processes return None.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    state = PartialState()
+    with state.split_between_processes(list(range(len(texts)))) as indices:
+        local = embedder.encode(
+            texts.select(indices)[text_column] if indices else [], batch_size=batch_size, progress=state.is_main_process
+        )
+    if state.num_processes == 1:
+        return local
+    gathered = gather_object([(state.process_index, indices, local)])
+    if not state.is_main_process:
+        return None
+    gathered.sort(key=lambda item: item[0])
+    order = [i for _, idx, _ in gathered for i in idx]
+    if order != list(range(len(texts))):
+        raise Llm4esError("embedding processes lost or repeated rows")
+    return np.concatenate([emb for _, _, emb in gathered if len(emb)], axis=0)
+
+
+def load_texts(corpus: str, config: str = "serialized", splits: Sequence[str] | None = None) -> datasets.Dataset:
+    """The plain texts of a corpus (folder or Hub id), all requested splits, with a `split` column."""
+    try:
+        loaded = datasets.load_dataset(corpus, config)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise Llm4esError(f"cannot load corpus {corpus!r} config {config!r}: {err}", key="corpus") from err
+    parts = []
+    for split in splits or list(loaded):
+        if split not in loaded:
+            raise Llm4esError(f"corpus has no split {split!r}; it has {list(loaded)}", key="splits")
+        ds = loaded[split]
+        for column in ("user_id", "text"):
+            if column not in ds.column_names:
+                raise Llm4esError(f"corpus split {split!r} has no {column!r} column", file=corpus, column=column)
+        parts.append(ds.select_columns(["user_id", "text"]).add_column("split", [split] * len(ds)))
+    return datasets.concatenate_datasets(parts)
+
+
+def save_embeddings(
+    path: str | Path, user_ids: Sequence[str], embeddings: np.ndarray, extra: dict[str, Sequence[Any]] | None = None
+) -> datasets.Dataset:
+    """Write ``user_id`` + ``embedding`` as Parquet, and the same as a datasets folder beside it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {
+        "user_id": [str(u) for u in user_ids],
+        **(extra or {}),
+        "embedding": [row for row in embeddings.astype(np.float32)],
+    }
+    features = datasets.Features(
+        {
+            "user_id": datasets.Value("string"),
+            **{k: datasets.Value("string") for k in (extra or {})},
+            "embedding": datasets.List(datasets.Value("float32"), length=embeddings.shape[1]),
+        }
+    )
+    ds = datasets.Dataset.from_dict(columns, features=features)
+    ds.to_parquet(str(path))
+    ds.save_to_disk(str(path.with_suffix("")) + "_dataset")
+    return ds
+
+
+def export_sentence_transformer(
+    model_dir: str | Path, *, layer_start: int | None = None, pooling: str = "mean", max_length: int = 2048
+) -> Path:
+    """Add SentenceTransformer modules to a saved model folder: Transformer at the root (with
+    ``output_hidden_states``), ``1_WeightedLayerPooling`` (equal weights over hidden_states[k:]) and
+    ``2_Pooling`` (mean or lasttoken). The root weights, config and card are left as they are, so
+    AutoModel / AutoModelForCausalLM keep loading the folder.
+    """
+    from sentence_transformers.sentence_transformer.modules import Pooling, WeightedLayerPooling
+    from transformers import AutoConfig
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise Llm4esError("not a saved model folder (no config.json)", file=model_dir)
+    if pooling not in POOLINGS:
+        raise Llm4esError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}", key="pooling")
+    config = AutoConfig.from_pretrained(model_dir)
+    num_layers, hidden = config.num_hidden_layers, config.hidden_size
+    start = default_layer_start(num_layers) if layer_start is None else layer_start
+    modules = [
+        ("", "sentence_transformers.base.modules.transformer.Transformer"),
+        (
+            "1_WeightedLayerPooling",
+            "sentence_transformers.sentence_transformer.modules.weighted_layer_pooling.WeightedLayerPooling",
+        ),
+        ("2_Pooling", "sentence_transformers.sentence_transformer.modules.pooling.Pooling"),
+    ]
+    (model_dir / "modules.json").write_text(
+        json.dumps(
+            [{"idx": i, "name": str(i), "path": path, "type": kind} for i, (path, kind) in enumerate(modules)], indent=2
+        )
+    )
+    (model_dir / "sentence_bert_config.json").write_text(
+        json.dumps(
+            {
+                "transformer_task": "feature-extraction",
+                "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+                "module_output_name": "token_embeddings",
+                "config_kwargs": {"output_hidden_states": True},
+                # keep the most recent events (left truncation), as training and `llm4es embed` do
+                "processor_kwargs": {
+                    "truncation_side": "left",
+                    "padding_side": "right",
+                    "model_max_length": max_length,
+                },
+            },
+            indent=2,
+        )
+    )
+    (model_dir / "config_sentence_transformers.json").write_text(
+        json.dumps(
+            {
+                "model_type": "SentenceTransformer",
+                "prompts": {},
+                "default_prompt_name": None,
+                "similarity_fn_name": "cosine",
+            },
+            indent=2,
+        )
+    )
+    layer_folder = model_dir / "1_WeightedLayerPooling"
+    layer_folder.mkdir(exist_ok=True)
+    WeightedLayerPooling(hidden, num_hidden_layers=num_layers, layer_start=start).save(str(layer_folder))
+    pool_folder = model_dir / "2_Pooling"
+    pool_folder.mkdir(exist_ok=True)
+    Pooling(hidden, pooling_mode="lasttoken" if pooling == "last" else "mean").save(str(pool_folder))
+    (model_dir / "llm4es_embedding.json").write_text(
+        json.dumps(
+            {"layer_start": start, "num_layers": num_layers, "pooling": pooling, "max_length": max_length}, indent=2
+        )
+    )
+    return model_dir
+
+
+def embedding_settings(model_dir: str | Path) -> dict[str, Any]:
+    """The pooling settings saved with a model by export_sentence_transformer ({} when absent)."""
+    path = Path(model_dir) / "llm4es_embedding.json"
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,37 @@
+"""Stage 2 of LLM4ES: a frozen instruct LLM rewrites serialized users into other textual forms.
+
+Prompts (``prompts``), generators (``backends``: in-process transformers or an
+OpenAI-compatible server), a crash-safe SQLite cache (``cache``) and the runner that
+ties them together with quality checks and retries (``runner``). The heavy
+dependencies (torch, transformers, httpx) load only when a backend is built.
+"""
+
+from .backends import BACKENDS, Backend, Generation, OpenAIBackend, SamplingConfig, TransformersBackend, make_backend
+from .cache import CacheRecord, EnrichmentCache, record_key
+from .prompts import VARIANTS, PromptVariant, build_messages, get_variant, render_prompt, system_prompt, user_prompt
+from .runner import EnrichedRecord, EnrichmentReport, classify, enrich_records, enrich_texts
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "VARIANTS",
+    "CacheRecord",
+    "EnrichedRecord",
+    "EnrichmentCache",
+    "EnrichmentReport",
+    "Generation",
+    "OpenAIBackend",
+    "PromptVariant",
+    "SamplingConfig",
+    "TransformersBackend",
+    "build_messages",
+    "classify",
+    "enrich_records",
+    "enrich_texts",
+    "get_variant",
+    "make_backend",
+    "record_key",
+    "render_prompt",
+    "system_prompt",
+    "user_prompt",
+]

@@ -1,0 +1,417 @@
+"""Stage 3: causal-LM fine-tuning on user texts with TRL's SFTTrainer (the body of recipes/sft.py).
+
+Plain next-token loss over each user's whole text, one user per sample, EOS appended.
+We tokenize ourselves so that an over-long text loses its *oldest* tokens (TRL only keeps
+the start), count the users that were cut, and refuse empty texts before training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from transformers import TrainerCallback
+from trl import SFTConfig
+
+from .errors import Llm4esError
+
+
+@dataclass
+class SFTScriptArguments:
+    """Our data options for recipes/sft.py (TRL's SFTConfig and ModelConfig hold the rest)."""
+
+    corpus: str | None = field(
+        default=None, metadata={"help": "corpus folder (from `llm4es corpus`) or Hub data set id"}
+    )
+    corpus_config: str = field(default="serialized", metadata={"help": "serialized or enriched"})
+    corpus_recipe: str | None = field(
+        default=None, metadata={"help": "build `corpus` from this corpus recipe first when the folder is missing"}
+    )
+    mixture: list[str] = field(
+        default_factory=list,
+        metadata={"help": "cross-dataset training: entries corpus[:config[:weight]], weight = share of its rows"},
+    )
+    text_column: str = field(default="text", metadata={"help": "column holding the user texts"})
+    truncation_side: str = field(
+        default="left", metadata={"help": "left keeps the most recent events (tokens); right keeps the oldest"}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N rows (smoke runs)"})
+    merge_lora: bool = field(default=False, metadata={"help": "merge the LoRA adapter into the base at save"})
+
+
+def parse_mixture_entry(entry: str, default_config: str) -> tuple[str, str, float]:
+    """'path_or_id[:config[:weight]]' -> (path, config, weight)."""
+    parts = entry.split(":")
+    path = parts[0]
+    config = parts[1] if len(parts) > 1 and parts[1] else default_config
+    try:
+        weight = float(parts[2]) if len(parts) > 2 else 1.0
+    except ValueError as err:
+        raise Llm4esError(f"mixture weight is not a number in {entry!r}", key="mixture") from err
+    if weight <= 0:
+        raise Llm4esError(f"mixture weight must be > 0 in {entry!r}", key="mixture")
+    return path, config, weight
+
+
+def _load_split(path: str, config: str, split: str, recipe: str | None, main_process_first: Any) -> datasets.Dataset:
+    local = Path(path)
+    if recipe and not (local / "README.md").exists():
+        with main_process_first(desc=f"building corpus {path}"):
+            if not (local / "README.md").exists():
+                from .config import parse_config
+                from .corpus import CorpusConfig, build_corpus
+
+                (corpus_config,) = parse_config(
+                    [CorpusConfig], ["--config", recipe, "--output_dir", path], prog="llm4es corpus"
+                )
+                build_corpus(corpus_config)
+    try:
+        return datasets.load_dataset(path, config, split=split)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise Llm4esError(
+            f"cannot load corpus {path!r} (config {config!r}, split {split!r}): {err}", key="corpus"
+        ) from err
+
+
+def load_training_texts(
+    args: SFTScriptArguments, *, seed: int, main_process_first: Any, split: str = "train"
+) -> datasets.Dataset:
+    """The training rows: one corpus, or a weighted mixture of corpora (the paper's cross-dataset setup)."""
+    entries = args.mixture or ([args.corpus] if args.corpus else [])
+    if not entries:
+        raise Llm4esError("give a corpus (--corpus DIR_OR_ID) or a mixture (--mixture a:cfg:w b:cfg:w)", key="corpus")
+    parts = []
+    rng = np.random.default_rng(seed)
+    for entry in entries:
+        path, config, weight = parse_mixture_entry(entry, args.corpus_config)
+        ds = _load_split(path, config, split, args.corpus_recipe if entry == args.corpus else None, main_process_first)
+        if args.text_column not in ds.column_names:
+            raise Llm4esError(
+                f"corpus has no {args.text_column!r} column; it has {ds.column_names}",
+                file=path,
+                column=args.text_column,
+            )
+        ds = ds.select_columns([args.text_column])
+        if args.text_column != "text":
+            ds = ds.rename_column(args.text_column, "text")
+        if weight != 1.0:
+            n = max(1, int(round(weight * len(ds))))
+            ds = ds.select(rng.choice(len(ds), size=n, replace=n > len(ds)))
+        parts.append(ds.add_column("corpus", [path] * len(ds)))
+    texts = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        texts = texts.shuffle(seed=seed)
+    if args.max_train_samples is not None:
+        texts = texts.select(range(min(args.max_train_samples, len(texts))))
+    empty = [i for i, text in enumerate(texts["text"]) if not text or not text.strip()]
+    if empty:
+        raise Llm4esError(
+            f"{len(empty)} empty text(s), first at row {empty[0]}; rebuild the corpus", column="text", row=empty[0]
+        )
+    return texts
+
+
+@dataclass
+class TokenizationReport:
+    """How many users' texts were longer than max_length and lost their oldest (or newest) tokens."""
+
+    users: int
+    truncated_users: int
+    tokens: int
+    max_length: int
+    truncation_side: str
+
+    def line(self) -> str:
+        return (
+            f"{self.users:,} training texts, {self.tokens:,} tokens; {self.truncated_users:,} longer than "
+            f"max_length={self.max_length} were cut on the {self.truncation_side} "
+            f"({'oldest' if self.truncation_side == 'left' else 'newest'} tokens dropped)"
+        )
+
+
+def tokenize_for_lm(
+    texts: datasets.Dataset, tokenizer: Any, *, max_length: int, truncation_side: str = "left"
+) -> tuple[datasets.Dataset, TokenizationReport]:
+    """Tokenize, append EOS, cut to max_length on the chosen side; returns `input_ids` rows."""
+    if truncation_side not in ("left", "right"):
+        raise Llm4esError(f"truncation_side must be left or right, got {truncation_side!r}", key="truncation_side")
+    if tokenizer.eos_token_id is None:
+        raise Llm4esError("the tokenizer has no EOS token; set one (SFTConfig.eos_token)", key="eos_token")
+    eos = tokenizer.eos_token_id
+    bos = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id else []
+
+    def encode(batch: dict) -> dict:
+        ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+        out, cut = [], []
+        for row in ids:
+            full = bos + row + [eos]
+            cut.append(len(full) > max_length)
+            if len(full) > max_length:
+                full = (
+                    bos + row[-(max_length - len(bos) - 1) :] + [eos]
+                    if truncation_side == "left"
+                    else (full[: max_length - 1] + [eos])
+                )
+            out.append(full)
+        return {"input_ids": out, "truncated": cut}
+
+    tokenized = texts.map(encode, batched=True, remove_columns=texts.column_names, desc="Tokenizing")
+    lengths = [len(ids) for ids in tokenized["input_ids"]]
+    too_short = [i for i, n in enumerate(lengths) if n < 2]
+    if too_short:
+        raise Llm4esError(
+            f"{len(too_short)} text(s) give fewer than 2 tokens: no next-token loss", row=too_short[0], column="text"
+        )
+    report = TokenizationReport(
+        users=len(tokenized),
+        truncated_users=int(sum(tokenized["truncated"])),
+        tokens=int(sum(lengths)),
+        max_length=max_length,
+        truncation_side=truncation_side,
+    )
+    return tokenized.remove_columns("truncated"), report
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def auto_precision() -> dict[str, bool]:
+    """bf16/fp16/use_cpu flags for this hardware: bf16 where it is fast, fp32 on other CPUs.
+
+    On CPUs with AVX512-BF16/AMX, bf16 autocast (fp32 master weights) trains about 2x faster
+    than fp32 with the loss on track (benchmarks/train.py), so it is the automatic choice there.
+    """
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16, "use_cpu": False}
+    return {"bf16": cpu_supports_bf16(), "fp16": False, "use_cpu": True}
+
+
+@dataclass
+class LLM4ESSFTConfig(SFTConfig):
+    """TRL's SFTConfig where ``bf16`` left unset means "automatic" (see auto_precision), also on CPU.
+
+    TRL defaults bf16 to True, which transformers rejects on a CPU unless ``use_cpu`` is set.
+    """
+
+    def __post_init__(self) -> None:
+        flags = auto_precision()
+        if not torch.cuda.is_available():
+            self.use_cpu = True
+        if self.bf16 is None and not self.fp16:
+            self.bf16 = flags["bf16"]
+            self.fp16 = flags["fp16"]
+        super().__post_init__()
+
+
+class ThroughputCallback(TrainerCallback):
+    """Prints a one-line summary at the end (transformers already logs loss and tokens/s per log step)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.summary: dict[str, Any] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
+        self.started = time.perf_counter()
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
+        elapsed = time.perf_counter() - self.started
+        losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+        self.summary = {
+            "steps": state.global_step,
+            "epochs": round(state.epoch or 0.0, 2),
+            "first_loss": losses[0] if losses else None,
+            "final_loss": losses[-1] if losses else None,
+            "tokens": int(state.num_input_tokens_seen),
+            "seconds": round(elapsed, 1),
+            "tokens_per_second": round(state.num_input_tokens_seen / max(elapsed, 1e-9), 1),
+        }
+        if state.is_world_process_zero:
+            s = self.summary
+            print(
+                f"trained {s['steps']} steps ({s['epochs']} epochs) in {s['seconds']} s: loss "
+                f"{s['first_loss']} -> {s['final_loss']}, {s['tokens']:,} tokens, {s['tokens_per_second']:,} tokens/s"
+            )
+
+
+def check_lora_targets(model: torch.nn.Module, target_modules: Any) -> None:
+    """Fail before training when LoRA target modules do not exist in the model."""
+    if target_modules in (None, "all-linear") or target_modules == ["all-linear"]:
+        return
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in target_modules if t not in names]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise Llm4esError(
+            f"LoRA target modules {missing} are not in this model; its linear layers: {linear}",
+            key="lora_target_modules",
+        )
+
+
+def load_base_model(model_name_or_path: str, dtype: str | None = None) -> tuple[Any, Any, str]:
+    """Tokenizer and causal LM of a bundled name, a path or a Hub id; clear error when unresolvable offline."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .assets import resolve_model
+
+    resolved = resolve_model(model_name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype or torch.float32)
+    except OSError as err:
+        raise Llm4esError(
+            f"cannot load model {model_name_or_path!r}: not a bundled name, a local folder, or a Hub id reachable "
+            f"now (offline?): {err}",
+            key="model_name_or_path",
+        ) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model, resolved
+
+
+def run_sft(script_args: SFTScriptArguments, training_args: Any, model_args: Any) -> dict[str, Any]:
+    """Load data and model, validate everything, train, save (with card), push if asked."""
+    from accelerate import PartialState
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTTrainer, get_peft_config
+
+    state = PartialState()
+    model_name = model_args.model_name_or_path or "smollm2-135m"
+    if training_args.max_length is None:
+        raise Llm4esError("set max_length explicitly (tokens per user, EOS included)", key="max_length")
+    training_args.include_num_input_tokens_seen = True
+
+    texts = load_training_texts(script_args, seed=training_args.seed, main_process_first=state.main_process_first)
+    tokenizer, model, resolved = load_base_model(model_name, model_args.dtype if model_args.dtype != "auto" else None)
+    peft_config = get_peft_config(model_args)
+    if peft_config is not None:
+        check_lora_targets(model, peft_config.target_modules)
+    with state.main_process_first():
+        train_dataset, report = tokenize_for_lm(
+            texts, tokenizer, max_length=training_args.max_length, truncation_side=script_args.truncation_side
+        )
+    if state.is_main_process:
+        print(report.line())
+        world = state.num_processes
+        global_batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world
+        print(
+            f"global batch size: {global_batch} = {training_args.per_device_train_batch_size} per device x "
+            f"{training_args.gradient_accumulation_steps} accumulation x {world} process(es); "
+            f"precision: {'bf16' if training_args.bf16 else 'fp16' if training_args.fp16 else 'fp32'}"
+        )
+
+    # We push once, at the end, to main plus a run branch (hub.push_model); the Trainer's own
+    # per-save pushes would target a revision that does not exist yet and upload checkpoints.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    throughput = ThroughputCallback()
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[throughput],
+    )
+    resume = training_args.resume_from_checkpoint
+    if resume in (True, "true", "True", "auto"):
+        resume = get_last_checkpoint(training_args.output_dir)
+    trainer.train(resume_from_checkpoint=resume)
+
+    output_dir = Path(training_args.output_dir)
+    save_trained_model(trainer, output_dir, merge_lora=script_args.merge_lora and peft_config is not None)
+    info = {
+        "base_model": model_name,
+        "base_model_path": resolved,
+        "corpora": script_args.mixture or [script_args.corpus],
+        "corpus_config": script_args.corpus_config,
+        "tokenization": asdict(report),
+        "training": throughput.summary,
+        "loss_curve": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
+        "hyperparameters": _hyperparameters(training_args, model_args, script_args),
+        "world_size": state.num_processes,
+    }
+    if state.is_main_process:
+        (output_dir / "llm4es_training.json").write_text(json.dumps(info, indent=2, default=str))
+        from .cards import write_model_card
+
+        write_model_card(output_dir, info)
+        if push_to_hub:
+            from .hub import push_model
+
+            push_model(
+                output_dir,
+                training_args.hub_model_id or output_dir.name,
+                revision=training_args.hub_revision,
+                private=training_args.hub_private_repo is not False,
+            )
+    state.wait_for_everyone()
+    return info
+
+
+def save_trained_model(trainer: Any, output_dir: Path, *, merge_lora: bool) -> None:
+    """Save weights and tokenizer so AutoModelForCausalLM (and AutoModel) load the folder."""
+    trainer.save_model(str(output_dir))
+    if merge_lora and trainer.accelerator.is_main_process:
+        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+        merged.save_pretrained(str(output_dir))
+        for adapter_file in ("adapter_model.safetensors", "adapter_config.json"):
+            (output_dir / adapter_file).unlink(missing_ok=True)
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(str(output_dir))
+
+
+def _hyperparameters(training_args: Any, model_args: Any, script_args: SFTScriptArguments) -> dict[str, Any]:
+    keys = [
+        "learning_rate",
+        "num_train_epochs",
+        "max_steps",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "lr_scheduler_type",
+        "warmup_ratio",
+        "weight_decay",
+        "adam_beta1",
+        "adam_beta2",
+        "adam_epsilon",
+        "max_grad_norm",
+        "max_length",
+        "packing",
+        "padding_free",
+        "bf16",
+        "fp16",
+        "gradient_checkpointing",
+        "seed",
+    ]
+    out = {k: getattr(training_args, k, None) for k in keys}
+    out.update(use_peft=model_args.use_peft, truncation_side=script_args.truncation_side)
+    if model_args.use_peft:
+        out.update(
+            lora_r=model_args.lora_r,
+            lora_alpha=model_args.lora_alpha,
+            lora_target_modules=model_args.lora_target_modules,
+            merge_lora=script_args.merge_lora,
+        )
+    return {k: _plain(v) for k, v in out.items()}
+
+
+def _plain(value: Any) -> Any:
+    """Enums by value, NaN as None: what a card or JSON should show."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -1,0 +1,215 @@
+"""Embeddings: pooling against a hand computation, padding sides, SentenceTransformer export,
+several processes through accelerate, the CLI and its bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from llm4es_hf.cli import main
+from llm4es_hf.embed import Embedder, default_layer_start, export_sentence_transformer
+from llm4es_hf.errors import Llm4esError
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = [
+    "Date|Movie\n1997-09-22, Toy Story, 5\n1997-09-23, Heat, 4",
+    "short",
+    "Date|Movie\n" + "1997-09-22, Toy Story, Animation/Comedy, 5\n" * 12,
+]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_default_layer_start_is_the_papers_k():
+    assert default_layer_start(28) == 9 and default_layer_start(30) == 10
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_pooling_matches_a_hand_computation(tiny_model, pooling):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ours = Embedder(str(tiny_model), pooling=pooling, dtype="fp32", layer_start=1).encode(TEXTS, progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    for i, text in enumerate(TEXTS):  # one text at a time: no padding at all
+        ids = tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**ids, output_hidden_states=True).hidden_states
+        layers = torch.stack(hidden[1:]).mean(0)[0]  # average of hidden_states[1:], (tokens, dim)
+        expected = layers.mean(0) if pooling == "mean" else layers[-1]
+        np.testing.assert_allclose(ours[i], expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_left_and_right_padding_agree(tiny_model, pooling):
+    left = Embedder(str(tiny_model), pooling=pooling, dtype="fp32", padding_side="left").encode(TEXTS, progress=False)
+    right = Embedder(str(tiny_model), pooling=pooling, dtype="fp32", padding_side="right").encode(TEXTS, progress=False)
+    np.testing.assert_allclose(left, right, atol=1e-5)
+    unsorted = Embedder(str(tiny_model), pooling=pooling, dtype="fp32").encode(
+        TEXTS, sort_by_length=False, batch_size=1, progress=False
+    )
+    np.testing.assert_allclose(left, unsorted, atol=1e-5)
+
+
+def test_truncation_keeps_the_latest_tokens(tiny_model):
+    embedder = Embedder(str(tiny_model), dtype="fp32", max_length=8)
+    ids = embedder.tokenizer(TEXTS[2], add_special_tokens=False)["input_ids"]
+    tail = embedder.tokenizer.decode(ids[-8:])
+    np.testing.assert_allclose(
+        embedder.encode([TEXTS[2]], progress=False),
+        Embedder(str(tiny_model), dtype="fp32", max_length=64).encode([tail], progress=False),
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_sentence_transformer_export_reproduces_embed(tmp_path, tiny_model, pooling):
+    from safetensors.torch import load_file
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    (folder / "README.md").write_text("our card")
+    before = load_file(str(folder / "model.safetensors"))
+    export_sentence_transformer(folder, pooling=pooling, max_length=16)
+    assert (folder / "modules.json").exists() and (folder / "2_Pooling" / "config.json").exists()
+    assert (folder / "README.md").read_text() == "our card"
+    after = load_file(str(folder / "model.safetensors"))
+    assert set(before) == set(after) and all(torch.equal(before[k], after[k]) for k in before)
+    st = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, batch_size=3)
+    ours = Embedder(str(folder), pooling=pooling, dtype="fp32", max_length=16).encode(TEXTS, progress=False)
+    assert cosine(st, ours).min() >= 0.9999
+    AutoModel.from_pretrained(folder)
+    AutoModelForCausalLM.from_pretrained(folder)
+
+
+def test_bad_model_and_options(tmp_path, tiny_model):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Llm4esError, match="config.json"):
+        Embedder(str(tmp_path / "empty"))
+    with pytest.raises(Llm4esError, match="layer_start"):
+        Embedder(str(tiny_model), layer_start=99)
+    with pytest.raises(Llm4esError, match="pooling"):
+        Embedder(str(tiny_model), pooling="max")
+    with pytest.raises(Llm4esError, match="config.json"):
+        export_sentence_transformer(tmp_path / "empty")
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory, tiny_model) -> Path:
+    from llm4es_hf.corpus import CorpusConfig, build_corpus
+
+    out = tmp_path_factory.mktemp("emb-corpus") / "c"
+    build_corpus(CorpusConfig(output_dir=str(out), source="synthetic", max_tokens=300, tokenizer=str(tiny_model)))
+    return out
+
+
+def test_embed_cli_writes_parquet_and_dataset(tmp_path, tiny_model, small_corpus):
+    out = tmp_path / "emb.parquet"
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(tiny_model),
+                "--corpus",
+                str(small_corpus),
+                "--output",
+                str(out),
+                "--dtype",
+                "fp32",
+                "--max-length",
+                "64",
+                "--batch-size",
+                "32",
+            ]
+        )
+        == 0
+    )
+    table = pd.read_parquet(out)
+    assert len(table) == 1000 and set(table["split"]) == {"train", "test"}
+    assert len(table["embedding"][0]) == 32 and table["user_id"].is_unique
+    import datasets
+
+    assert len(datasets.load_from_disk(str(tmp_path / "emb_dataset"))) == 1000
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(tiny_model),
+                "--corpus",
+                str(small_corpus),
+                "--output",
+                str(out),
+                "--splits",
+                "nope",
+            ]
+        )
+        == 2
+    )
+
+
+@pytest.mark.slow
+def test_two_processes_keep_order_lose_and_repeat_nothing(tmp_path, tiny_model, small_corpus):
+    single = tmp_path / "single.parquet"
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(tiny_model),
+                "--corpus",
+                str(small_corpus),
+                "--output",
+                str(single),
+                "--dtype",
+                "fp32",
+                "--max-length",
+                "64",
+                "--batch-size",
+                "32",
+            ]
+        )
+        == 0
+    )
+    double = tmp_path / "double.parquet"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "recipes" / "accelerate_configs" / "cpu.yaml"),
+        "-m",
+        "llm4es_hf.cli",
+        "embed",
+        "--model",
+        str(tiny_model),
+        "--corpus",
+        str(small_corpus),
+        "--output",
+        str(double),
+        "--dtype",
+        "fp32",
+        "--max-length",
+        "64",
+        "--batch-size",
+        "32",
+    ]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = pd.read_parquet(single), pd.read_parquet(double)
+    assert a["user_id"].tolist() == b["user_id"].tolist()
+    np.testing.assert_allclose(np.stack(a["embedding"]), np.stack(b["embedding"]), atol=1e-5)
