@@ -124,15 +124,30 @@ def synthetic_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
-    from .quickstart import quickstart
+    from .quickstart import QuickstartConfig, quickstart
 
-    quickstart(output_dir=Path(args.output_dir), max_tokens=args.max_tokens)
+    quickstart(QuickstartConfig(**{k: v for k, v in vars(args).items() if k in QuickstartConfig.__dataclass_fields__}))
     return 0
 
 
 def quickstart_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", default="outputs/quickstart", help="where every artifact goes")
-    parser.add_argument("--max-tokens", type=int, default=2048, help="token budget per user")
+    from .quickstart import QuickstartConfig
+
+    defaults = QuickstartConfig()
+    parser.add_argument("--output-dir", default=defaults.output_dir, help="where every artifact goes")
+    parser.add_argument("--model", default=defaults.model, help="base model: bundled name, folder or Hub id")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=defaults.max_tokens,
+        help="tokens per viewer (most recent ratings) for the corpus, training and embedding",
+    )
+    parser.add_argument("--train-steps", type=int, default=defaults.train_steps, help="optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training batch size")
+    parser.add_argument("--enrich-users", type=int, default=defaults.enrich_users, help="viewers rewritten by the LLM")
+    parser.add_argument("--enrich-new-tokens", type=int, default=defaults.enrich_new_tokens)
+    parser.add_argument("--embed-batch-size", type=int, default=defaults.embed_batch_size)
+    parser.add_argument("--target", default=defaults.target, help="label to evaluate (gender, age, occupation)")
 
 
 def run_corpus(argv: list[str]) -> int:

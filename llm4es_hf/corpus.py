@@ -70,6 +70,9 @@ class CorpusConfig:
     top_p: float = field(default=0.9, metadata={"help": "nucleus sampling"})
     batch_size: int = field(default=16, metadata={"help": "transformers backend: prompts per batch"})
     max_retries: int = field(default=2, metadata={"help": "retries of empty, truncated or refused outputs"})
+    keep_truncated: bool = field(
+        default=False, metadata={"help": "keep outputs that hit max_new_tokens instead of retrying them"}
+    )
     push_to_hub: bool = field(default=False, metadata={"help": "publish the corpus when built"})
     hub_repo_id: str | None = field(default=None, metadata={"help": "org/name of the Hub data set"})
     hub_private: bool = field(default=True, metadata={"help": "publish as a private data set"})
@@ -212,7 +215,14 @@ def _enrich(
         picked = np.sort(rng.permutation(len(train))[:n])
         chosen = inputs.select(picked)
         outputs, report = enrich_texts(
-            chosen["text"], variant, schema, backend, cache, sampling=sampling, max_retries=config.max_retries
+            list(chosen["text"]),
+            variant,
+            schema,
+            backend,
+            cache,
+            sampling=sampling,
+            max_retries=config.max_retries,
+            keep_truncated=config.keep_truncated,
         )
         keep = [i for i, text in enumerate(outputs) if text is not None]
         rows[variant] = train.select(picked[keep]).remove_columns("text").add_column("text", [outputs[i] for i in keep])

@@ -902,6 +902,12 @@ def _set_names(paths: Sequence[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """``llm4es evaluate``: print the Markdown report and write report.md, report.json, report.png."""
+    report_from_args(args)
+    return 0
+
+
+def report_from_args(args: argparse.Namespace) -> EvaluationReport:
+    """Everything `llm4es evaluate` does, returning the report (used by the quickstart too)."""
     if not args.embeddings and not args.baselines:
         raise Llm4esError("give --embeddings FILE ... and/or --baselines aggregates bag", key="embeddings")
     labels = load_labels(args.labels)
@@ -958,7 +964,7 @@ def run(args: argparse.Namespace) -> int:
     report.plot(output / "report.png")
     print(markdown)
     print(f"wrote {output / 'report.md'}, report.json and report.png")
-    return 0
+    return report
 
 
 __all__ = [

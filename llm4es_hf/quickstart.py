@@ -1,52 +1,186 @@
-"""The main job on the embedded defaults: bundled MovieLens-100K and SmolLM2, offline."""
+"""The main job on the embedded defaults, offline, on a laptop CPU:
+
+bundled MovieLens-100K -> serialize -> enrich a small sample with SmolLM2 -> fine-tune
+SmolLM2 (recipes/movielens/sft_full.yaml, CPU-sized) -> export as SentenceTransformer ->
+embed every viewer with the frozen and the fine-tuned model -> evaluate gender against
+the aggregate baseline -> model card with the results -> print the table.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rich.console import Console
-
-from .schema import save_schema
-from .serialize import Serializer, load_tokenizer, summarize
-from .sources import load_source, split_users
+from rich.table import Table
 
 console = Console()
 
 
-def quickstart(output_dir: Path, *, max_tokens: int = 2048, model: str = "smollm2-135m") -> dict:
-    """Run every stage that exists on MovieLens-100K and print what each produced."""
-    started = time.perf_counter()
-    output_dir.mkdir(parents=True, exist_ok=True)
+@dataclass
+class QuickstartConfig:
+    """The quickstart's budget (defaults fit ~15 minutes on 2 CPU cores)."""
 
-    console.rule("[bold]1. Sources: bundled MovieLens-100K")
-    source = load_source("movielens")
-    console.print(
-        f"{source.report.users:,} users, {source.report.events:,} ratings "
-        f"(dropped: {source.report.dropped_rows or 'none'})"
+    output_dir: str = "outputs/quickstart"
+    model: str = "smollm2-135m"
+    max_tokens: int = 512  # per viewer: corpus, training and embedding (the most recent ratings kept)
+    train_steps: int = 40
+    batch_size: int = 4
+    enrich_users: int = 4
+    enrich_new_tokens: int = 128
+    embed_batch_size: int = 8
+    target: str = "gender"
+
+
+def quickstart(config: QuickstartConfig) -> dict:
+    """Run every stage and return the results (also written to quickstart.json)."""
+    from trl import ModelConfig
+
+    from .assets import recipes_dir, resolve_model
+    from .cards import write_model_card
+    from .config import parse_config
+    from .corpus import CorpusConfig, build_corpus
+    from .embed import Embedder, embed_dataset, export_sentence_transformer, load_texts, save_embeddings
+    from .evaluation import add_arguments, report_from_args
+    from .train import LLM4ESSFTConfig, SFTScriptArguments, run_sft
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    started = clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 1)
+        clock = now
+        console.print(f"[dim]{name}: {timings[name]} s[/dim]")
+
+    console.rule("[bold]1-2. MovieLens-100K -> LLM4ES text -> enrichment sample -> corpus")
+    corpus_dir = out / "corpus"
+    build_corpus(
+        CorpusConfig(
+            output_dir=str(corpus_dir),
+            source="movielens",
+            max_tokens=config.max_tokens,
+            tokenizer=config.model,
+            split_label=config.target,
+            enrich_variants=["free:0.2"],
+            enrich_max_users=config.enrich_users,
+            enrich_max_tokens=min(256, config.max_tokens),
+            generator=config.model,
+            max_new_tokens=config.enrich_new_tokens,
+            batch_size=config.enrich_users,
+            max_retries=1,
+            keep_truncated=True,
+        )
     )
+    summary = json.loads((corpus_dir / "corpus_summary.json").read_text())
+    console.print(f"corpus: {summary['counts']}, enriched rows per variant: {summary['enriched_variants']['train']}")
+    lap("corpus")
 
-    console.rule(f"[bold]2. Serialize (LLM4ES text, last {max_tokens} tokens of each user)")
-    tokenizer = load_tokenizer(model)
-    texts = Serializer(source.schema, max_tokens=max_tokens, tokenizer=tokenizer)(source.users)
-    splits = split_users(texts, label="gender")
-    corpus_dir = output_dir / "serialized"
-    splits.save_to_disk(str(corpus_dir))
-    save_schema(source.schema, corpus_dir / "schema.yaml")
-    summary = summarize(texts, source.schema, max_events=5000)
-    for line in summary.lines():
-        console.print(line)
-    console.print("[dim]first user, as the model sees it:[/dim]")
-    console.print(texts[0]["text"][:600] + " ...", markup=False, highlight=False)
+    console.rule(f"[bold]3. Fine-tune {config.model} ({config.train_steps} steps, recipes/movielens/sft_full.yaml)")
+    model_dir = out / "model"
+    script_args, training_args, model_args = parse_config(
+        [SFTScriptArguments, LLM4ESSFTConfig, ModelConfig],
+        [
+            "--config",
+            str(recipes_dir() / "movielens" / "sft_full.yaml"),
+            "--corpus",
+            str(corpus_dir),
+            "--corpus_config",
+            "enriched",
+            "--model_name_or_path",
+            config.model,
+            "--output_dir",
+            str(model_dir),
+            "--max_steps",
+            str(config.train_steps),
+            "--max_length",
+            str(config.max_tokens + 1),
+            "--per_device_train_batch_size",
+            str(config.batch_size),
+            "--gradient_accumulation_steps",
+            "1",
+            "--save_strategy",
+            "no",
+        ],
+        prog="quickstart",
+    )
+    training = run_sft(script_args, training_args, model_args)
+    export_sentence_transformer(model_dir, max_length=config.max_tokens)
+    lap("fine-tuning")
 
+    console.rule("[bold]4. Embed every viewer (frozen and fine-tuned model)")
+    texts = load_texts(str(corpus_dir), "serialized")
+    files = {}
+    for name, path in (("frozen-smollm2", resolve_model(config.model)), ("llm4es-finetuned", str(model_dir))):
+        embedder = Embedder(path, max_length=config.max_tokens)
+        vectors = embed_dataset(embedder, texts, batch_size=config.embed_batch_size)
+        files[name] = out / f"{name}.parquet"
+        save_embeddings(files[name], texts["user_id"], vectors, extra={"split": texts["split"]})
+    lap("embedding")
+
+    console.rule(f"[bold]5. Evaluate: {config.target}, 5 folds, LightGBM and logistic regression")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    report = report_from_args(
+        parser.parse_args(
+            [
+                "--embeddings",
+                *map(str, files.values()),
+                "--labels",
+                str(corpus_dir),
+                "--target",
+                config.target,
+                "--baselines",
+                "aggregates",
+                "--no-ensemble",
+                "--baseline",
+                "aggregates/lightgbm",
+                "--output-dir",
+                str(out / "evaluation"),
+            ]
+        )
+    )
+    info = json.loads((model_dir / "llm4es_training.json").read_text())
+    write_model_card(
+        model_dir,
+        info,
+        eval_results=report.to_eval_results(
+            "llm4es-finetuned",
+            f"MovieLens-100K ({config.target})",
+            dataset_type="movielens-100k",
+            features="llm4es-finetuned",
+        ),
+    )
+    lap("evaluation")
+
+    table = Table(title=f"MovieLens-100K {config.target}: test {report.metric_label} (mean ± std of 5 fold models)")
+    for column in ("features", "model", "test", "valid"):
+        table.add_column(column)
+    for row in report.rows:
+        table.add_row(
+            row.features,
+            row.model,
+            f"{row.test_mean:.3f} ± {row.test_std:.3f}",
+            f"{row.valid_mean:.3f} ± {row.valid_std:.3f}",
+        )
+    console.print(table)
     results = {
-        "users": summary.users,
-        "events": summary.events,
-        "tokens": summary.token_percentiles,
+        "config": asdict(config),
         "seconds": round(time.perf_counter() - started, 1),
-        "serialized": str(corpus_dir),
+        "stages": timings,
+        "training": training["training"],
+        "scores": {f"{row.features}/{row.model}": round(row.test_mean, 4) for row in report.rows},
+        "model": str(model_dir),
+        "report": str(out / "evaluation" / "report.md"),
     }
-    (output_dir / "quickstart.json").write_text(json.dumps(results, indent=2))
-    console.rule(f"[bold green]done in {results['seconds']} s; artifacts in {output_dir}")
+    (out / "quickstart.json").write_text(json.dumps(results, indent=2))
+    console.rule(f"[bold green]done in {results['seconds']} s")
+    console.print(f"model (AutoModel + SentenceTransformer, card with results): {model_dir}")
+    console.print(f"report: {results['report']}; embeddings: {', '.join(str(p) for p in files.values())}")
     return results

@@ -4,19 +4,44 @@ from __future__ import annotations
 
 import json
 
-import datasets
 import pytest
+from huggingface_hub import ModelCard
 
 from llm4es_hf.cli import main
 
 
 @pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path, capsys):
-    assert main(["quickstart", "--output-dir", str(tmp_path), "--max-tokens", "256"]) == 0
+    code = main(
+        [
+            "quickstart",
+            "--output-dir",
+            str(tmp_path),
+            "--max-tokens",
+            "48",
+            "--train-steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--enrich-users",
+            "1",
+            "--enrich-new-tokens",
+            "8",
+            "--embed-batch-size",
+            "32",
+        ]
+    )
+    assert code == 0
     out = capsys.readouterr().out
-    assert "943" in out
+    assert "done in" in out and "llm4es-finetuned" in out and "aggregates" in out
     results = json.loads((tmp_path / "quickstart.json").read_text())
-    assert results["users"] == 943
-    corpus = datasets.load_from_disk(str(tmp_path / "serialized"))
-    assert max(corpus["train"]["n_tokens"]) <= 256
-    assert corpus["train"][0]["text"].startswith("Date|Movie|Genres|Rating (1-5)\n")
+    assert set(results["stages"]) == {"corpus", "fine-tuning", "embedding", "evaluation"}
+    assert {"aggregates/lightgbm", "frozen-smollm2/lightgbm", "llm4es-finetuned/lightgbm"} <= set(results["scores"])
+    assert all(0.0 <= v <= 1.0 for v in results["scores"].values())
+    model = tmp_path / "model"
+    assert (model / "modules.json").exists() and (model / "model.safetensors").exists()
+    card = ModelCard.load(model / "README.md")
+    assert card.data.eval_results and card.data.eval_results[0].dataset_name.startswith("MovieLens-100K")
+    assert (tmp_path / "evaluation" / "report.png").exists()
+    corpus = json.loads((tmp_path / "corpus" / "corpus_summary.json").read_text())
+    assert corpus["counts"]["serialized"]["train"] + corpus["counts"]["serialized"]["test"] == 943

@@ -1,0 +1,148 @@
+"""Quality on MovieLens-100K (default target gender; any label column works).
+
+Feature sets, all on the same held-out test users (the corpus split, seed 42), 5 stratified
+folds on the train users, LightGBM and logistic regression:
+- aggregates and bag of categories (TF-IDF of titles and genres): the classic baselines;
+- frozen SmolLM2 embeddings (layers k..L, mean over tokens);
+- LLM4ES fine-tuned: full and/or LoRA, on the plain (serialized) or enriched corpus;
+- bag + each LLM4ES model (concatenated features).
+Prints the table; last line one JSON object, ratio = best fine-tuned over frozen (LightGBM).
+
+    python benchmarks/quality_movielens.py [--variants full-serialized lora-serialized full-enriched lora-enriched]
+        [--max-tokens 512 --train-steps 100 --target gender]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import report  # noqa: E402
+
+VARIANTS = ("full-serialized", "lora-serialized", "full-enriched", "lora-enriched")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--output-dir", default="outputs/quality-movielens")
+    parser.add_argument("--target", default="gender")
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--train-steps", type=int, default=100)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--variants", nargs="*", default=["full-serialized"], choices=VARIANTS)
+    parser.add_argument("--enrich-users", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+
+    import datasets
+    from trl import ModelConfig
+
+    from llm4es_hf.assets import recipes_dir, resolve_model
+    from llm4es_hf.baselines import aggregate_features, bag_of_categories
+    from llm4es_hf.config import parse_config
+    from llm4es_hf.corpus import CorpusConfig, build_corpus
+    from llm4es_hf.embed import Embedder, embed_dataset, export_sentence_transformer, load_texts, save_embeddings
+    from llm4es_hf.evaluation import concat_features, evaluate_features, load_corpus_users, load_embeddings, load_labels
+    from llm4es_hf.train import LLM4ESSFTConfig, SFTScriptArguments, run_sft
+
+    out = Path(args.output_dir)
+    corpus = out / "corpus"
+    if not (corpus / "README.md").exists():
+        build_corpus(
+            CorpusConfig(
+                output_dir=str(corpus),
+                source="movielens",
+                max_tokens=args.max_tokens,
+                split_label=args.target,
+                enrich_variants=["free:0.2", "markdown:0.2", "analysis:0.2"],
+                enrich_max_users=args.enrich_users,
+                enrich_max_tokens=256,
+                max_new_tokens=256,
+                batch_size=8,
+                keep_truncated=True,
+            )
+        )
+    texts = load_texts(str(corpus), "serialized")
+
+    def embed(name: str, model: str) -> Path:
+        path = out / f"{name}.parquet"
+        if not path.exists():
+            vectors = embed_dataset(Embedder(model, max_length=args.max_tokens), texts, batch_size=args.batch_size)
+            save_embeddings(path, texts["user_id"], vectors, extra={"split": texts["split"]})
+        return path
+
+    files = {"frozen": embed("frozen", resolve_model("smollm2-135m"))}
+    for variant in args.variants:
+        kind, config = variant.split("-")
+        model_dir = out / f"model-{variant}"
+        if not (model_dir / "model.safetensors").exists():
+            recipe = recipes_dir() / "movielens" / f"sft_{kind}.yaml"
+            parsed = parse_config(
+                [SFTScriptArguments, LLM4ESSFTConfig, ModelConfig],
+                [
+                    "--config",
+                    str(recipe),
+                    "--corpus",
+                    str(corpus),
+                    "--corpus_config",
+                    config,
+                    "--output_dir",
+                    str(model_dir),
+                    "--max_steps",
+                    str(args.train_steps),
+                    "--max_length",
+                    str(args.max_tokens + 1),
+                    "--learning_rate",
+                    str(args.learning_rate if kind == "full" else 10 * args.learning_rate),
+                    "--save_strategy",
+                    "no",
+                ],
+                prog="quality",
+            )
+            run_sft(*parsed)
+            export_sentence_transformer(model_dir, max_length=args.max_tokens)
+        files[f"llm4es-{variant}"] = embed(f"llm4es-{variant}", str(model_dir))
+
+    labels = load_labels(str(corpus))
+    users, schema = load_corpus_users(corpus)
+    everyone = datasets.concatenate_datasets(list(users.values()))
+    ids, matrix, _ = aggregate_features(everyone, schema)
+    sets = {"aggregates": (ids, matrix)}
+    ids, bag, _ = bag_of_categories(everyone, schema)
+    sets["bag"] = (ids, bag)
+    kinds = {"aggregates": "baseline", "bag": "baseline"}
+    for name, path in files.items():
+        sets[name], kinds[name] = load_embeddings(path), "embeddings"
+    for name in [n for n in files if n.startswith("llm4es")]:
+        combo = f"bag+{name}"
+        ids, matrix, _ = concat_features({"bag": sets["bag"], name: sets[name]})
+        sets[combo], kinds[combo] = (ids, matrix), "ensemble"
+    result = evaluate_features(sets, labels, args.target, baseline="frozen/lightgbm", kinds=kinds)
+    markdown = result.to_markdown()
+    print(markdown)
+    (out / "report.md").write_text(markdown)
+    (out / "report.json").write_text(result.to_json())
+    result.plot(out / "report.png")
+
+    scores = {row.name: round(row.test_mean, 4) for row in result.rows}
+    frozen = scores["frozen/lightgbm"]
+    tuned = {k: v for k, v in scores.items() if k.startswith("llm4es") and k.endswith("/lightgbm")}
+    best = max(tuned.values()) if tuned else float("nan")
+    report(
+        benchmark="quality_movielens",
+        unit=result.metric,
+        target=args.target,
+        max_tokens=args.max_tokens,
+        train_steps=args.train_steps,
+        ours=best,
+        baseline=frozen,
+        ratio=round(best / frozen, 4) if tuned else None,
+        scores=scores,
+    )
+
+
+if __name__ == "__main__":
+    main()
