@@ -382,7 +382,7 @@ def _hyperparameters(training_args: Any, model_args: Any, script_args: SFTScript
         "per_device_train_batch_size",
         "gradient_accumulation_steps",
         "lr_scheduler_type",
-        "warmup_ratio",
+        "warmup_steps",
         "weight_decay",
         "adam_beta1",
         "adam_beta2",

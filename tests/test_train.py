@@ -344,3 +344,21 @@ def test_push_model_to_loopback_hub(tmp_path, tiny_model, tiny_corpus, loopback_
     assert model.config.hidden_size == 32
     with pytest.raises(Llm4esError, match="refusing to overwrite"):
         push_model(out, "org/llm4es-tiny", revision="run-1")
+
+
+@pytest.mark.parametrize(
+    "recipe", sorted((ROOT / "recipes").glob("*/sft_*.yaml")), ids=lambda p: p.parent.name + "/" + p.name
+)
+def test_every_shipped_sft_recipe_parses(recipe):
+    script, training, model = parse_config(
+        [SFTScriptArguments, LLM4ESSFTConfig, ModelConfig], ["--config", str(recipe)], prog="t"
+    )
+    assert training.max_length and training.output_dir and (script.corpus or script.mixture)
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*/corpus.yaml")), ids=lambda p: p.parent.name)
+def test_every_shipped_corpus_recipe_parses(recipe):
+    from llm4es_hf.corpus import CorpusConfig
+
+    (config,) = parse_config([CorpusConfig], ["--config", str(recipe), "--output_dir", "x"], prog="t")
+    assert config.variants()
