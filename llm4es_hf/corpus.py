@@ -25,7 +25,7 @@ import datasets
 import numpy as np
 
 from .errors import Llm4esError
-from .schema import EventSchema, load_schema, save_schema
+from .schema import EventSchema, save_schema
 from .serialize import Serializer, load_tokenizer, summarize
 from .sources import load_source, split_users
 
@@ -183,7 +183,7 @@ def _enrich(
     output: Path,
 ) -> tuple[dict[str, datasets.Dataset], dict[str, Any]]:
     """Enrich a seeded sample of train users per variant; failed records are left out and reported."""
-    from .enrich import EnrichmentCache, SamplingConfig, enrich_texts, make_backend
+    from .enrich import EnrichmentCache, SamplingConfig, enrich_texts, make_backend, pick_users
 
     backend = make_backend(
         config.backend,
@@ -206,13 +206,12 @@ def _enrich(
             max_tokens=config.enrich_max_tokens,
             tokenizer=tokenizer,
         )(train, desc="Serializing (generator input)")
-    rng = np.random.default_rng(config.seed)
     rows, reports = {}, {}
-    for variant, fraction in variants.items():
-        n = int(round(fraction * len(train)))
+    for offset, (variant, fraction) in enumerate(variants.items()):
         if config.enrich_max_users is not None:
-            n = min(n, config.enrich_max_users)
-        picked = np.sort(rng.permutation(len(train))[:n])
+            fraction = min(fraction, config.enrich_max_users / max(len(train), 1))
+        picked = pick_users(len(train), fraction, config.seed + offset)  # another sample per variant
+        n = len(picked)
         chosen = inputs.select(picked)
         outputs, report = enrich_texts(
             list(chosen["text"]),
@@ -299,14 +298,30 @@ def write_dataset_card(folder: Path, schema: EventSchema, info: dict[str, Any]) 
     (folder / "README.md").write_text(str(card), encoding="utf-8")
 
 
-def load_corpus(path_or_repo: str, config_name: str = "serialized") -> datasets.DatasetDict:
-    """Load a corpus config from a local folder or a Hub repo id."""
+def load_corpus_config(path_or_repo: str | Path, config: str) -> datasets.DatasetDict:
+    """One config of a corpus, every split: read straight from the Parquet files of a local corpus
+    folder, else through ``datasets.load_dataset`` (a Hub id, or another local layout).
+
+    Local corpora bypass the datasets cache on purpose: with datasets 5.2, ``load_dataset(folder,
+    config)`` on a *different* folder of the same name with the same file names returned the rows
+    cached for the first one (seen with two corpora both called ``corpus``).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(path_or_repo)
+    if (folder / config).is_dir():
+        files: dict[str, list[Path]] = {}
+        for path in sorted((folder / config).glob("*.parquet")):
+            files.setdefault(path.name.split("-")[0], []).append(path)
+        if files:
+            return datasets.DatasetDict(
+                {
+                    split: datasets.Dataset(pa.concat_tables([pq.read_table(p) for p in paths]))
+                    for split, paths in files.items()
+                }
+            )
     try:
-        return datasets.load_dataset(path_or_repo, config_name)
-    except (FileNotFoundError, ValueError) as err:
-        raise Llm4esError(f"cannot load corpus {path_or_repo!r} config {config_name!r}: {err}") from err
-
-
-def corpus_schema(folder: str | Path) -> EventSchema:
-    """The schema saved with a local corpus."""
-    return load_schema(Path(folder) / "schema.yaml")
+        return datasets.load_dataset(str(path_or_repo), config)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise Llm4esError(f"cannot load corpus {str(path_or_repo)!r} config {config!r}: {err}", key="corpus") from err

@@ -183,10 +183,9 @@ def embed_dataset(
 
 def load_texts(corpus: str, config: str = "serialized", splits: Sequence[str] | None = None) -> datasets.Dataset:
     """The plain texts of a corpus (folder or Hub id), all requested splits, with a `split` column."""
-    try:
-        loaded = datasets.load_dataset(corpus, config)
-    except (FileNotFoundError, ValueError, OSError) as err:
-        raise Llm4esError(f"cannot load corpus {corpus!r} config {config!r}: {err}", key="corpus") from err
+    from .corpus import load_corpus_config
+
+    loaded = load_corpus_config(corpus, config)
     parts = []
     for split in splits or list(loaded):
         if split not in loaded:

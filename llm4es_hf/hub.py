@@ -66,7 +66,7 @@ def publish_corpus(
     """
     from huggingface_hub import DatasetCard, HfApi
 
-    from .corpus import CONFIGS
+    from .corpus import CONFIGS, load_corpus_config
 
     folder = Path(folder)
     if not (folder / "README.md").exists() or not (folder / "schema.yaml").exists():
@@ -80,7 +80,7 @@ def publish_corpus(
     for config in CONFIGS:
         if not (folder / config).is_dir():
             raise Llm4esError(f"corpus has no {config!r} config folder", file=folder)
-        splits = datasets.load_dataset(str(folder), config)
+        splits = load_corpus_config(folder, config)
         for split, ds in splits.items():
             check_sensitive(ds, schema.sensitive, f"{folder}/{config}/{split}")
             if salt is not None:

@@ -73,12 +73,14 @@ def _load_split(path: str, config: str, split: str, recipe: str | None, main_pro
                     [CorpusConfig], ["--config", recipe, "--output_dir", path], prog="llm4es corpus"
                 )
                 build_corpus(corpus_config)
-    try:
-        return datasets.load_dataset(path, config, split=split)
-    except (FileNotFoundError, ValueError, OSError) as err:
+    from .corpus import load_corpus_config
+
+    splits = load_corpus_config(path, config)
+    if split not in splits:
         raise Llm4esError(
-            f"cannot load corpus {path!r} (config {config!r}, split {split!r}): {err}", key="corpus"
-        ) from err
+            f"corpus {path!r} config {config!r} has no split {split!r}; it has {list(splits)}", key="corpus"
+        )
+    return splits[split]
 
 
 def load_training_texts(
