@@ -31,6 +31,17 @@ def tiny_model(tmp_path_factory) -> Path:
     return tiny.tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory, tiny_model) -> Path:
+    """A corpus folder (serialized + enriched configs, users/) of 1,000 synthetic bank clients,
+    texts cut to 400 tokens of the tiny tokenizer."""
+    from llm4es_hf.corpus import CorpusConfig, build_corpus
+
+    out = tmp_path_factory.mktemp("tiny-corpus") / "corpus"
+    build_corpus(CorpusConfig(output_dir=str(out), source="synthetic", max_tokens=400, tokenizer=str(tiny_model)))
+    return out
+
+
 def write(path: Path, text: str, *, gz: bool = False, encoding: str = "utf-8") -> Path:
     """Write a raw fixture file (optionally gzipped, as on the Hub)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -106,16 +106,7 @@ def test_bad_model_and_options(tmp_path, tiny_model):
         export_sentence_transformer(tmp_path / "empty")
 
 
-@pytest.fixture(scope="module")
-def small_corpus(tmp_path_factory, tiny_model) -> Path:
-    from llm4es_hf.corpus import CorpusConfig, build_corpus
-
-    out = tmp_path_factory.mktemp("emb-corpus") / "c"
-    build_corpus(CorpusConfig(output_dir=str(out), source="synthetic", max_tokens=300, tokenizer=str(tiny_model)))
-    return out
-
-
-def test_embed_cli_writes_parquet_and_dataset(tmp_path, tiny_model, small_corpus):
+def test_embed_cli_writes_parquet_and_dataset(tmp_path, tiny_model, tiny_corpus):
     out = tmp_path / "emb.parquet"
     assert (
         main(
@@ -124,7 +115,7 @@ def test_embed_cli_writes_parquet_and_dataset(tmp_path, tiny_model, small_corpus
                 "--model",
                 str(tiny_model),
                 "--corpus",
-                str(small_corpus),
+                str(tiny_corpus),
                 "--output",
                 str(out),
                 "--dtype",
@@ -150,7 +141,7 @@ def test_embed_cli_writes_parquet_and_dataset(tmp_path, tiny_model, small_corpus
                 "--model",
                 str(tiny_model),
                 "--corpus",
-                str(small_corpus),
+                str(tiny_corpus),
                 "--output",
                 str(out),
                 "--splits",
@@ -162,7 +153,7 @@ def test_embed_cli_writes_parquet_and_dataset(tmp_path, tiny_model, small_corpus
 
 
 @pytest.mark.slow
-def test_two_processes_keep_order_lose_and_repeat_nothing(tmp_path, tiny_model, small_corpus):
+def test_two_processes_keep_order_lose_and_repeat_nothing(tmp_path, tiny_model, tiny_corpus):
     single = tmp_path / "single.parquet"
     assert (
         main(
@@ -171,7 +162,7 @@ def test_two_processes_keep_order_lose_and_repeat_nothing(tmp_path, tiny_model, 
                 "--model",
                 str(tiny_model),
                 "--corpus",
-                str(small_corpus),
+                str(tiny_corpus),
                 "--output",
                 str(single),
                 "--dtype",
@@ -198,7 +189,7 @@ def test_two_processes_keep_order_lose_and_repeat_nothing(tmp_path, tiny_model, 
         "--model",
         str(tiny_model),
         "--corpus",
-        str(small_corpus),
+        str(tiny_corpus),
         "--output",
         str(double),
         "--dtype",

@@ -46,15 +46,6 @@ FAST = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory, tiny_model) -> Path:
-    from llm4es_hf.corpus import CorpusConfig, build_corpus
-
-    out = tmp_path_factory.mktemp("corpus") / "c"
-    build_corpus(CorpusConfig(output_dir=str(out), source="synthetic", max_tokens=400, tokenizer=str(tiny_model)))
-    return out
-
-
 def weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 

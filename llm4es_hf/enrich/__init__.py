@@ -9,7 +9,7 @@ dependencies (torch, transformers, httpx) load only when a backend is built.
 from .backends import BACKENDS, Backend, Generation, OpenAIBackend, SamplingConfig, TransformersBackend, make_backend
 from .cache import CacheRecord, EnrichmentCache, record_key
 from .prompts import VARIANTS, PromptVariant, build_messages, get_variant, render_prompt, system_prompt, user_prompt
-from .runner import EnrichedRecord, EnrichmentReport, classify, enrich_records, enrich_texts
+from .runner import EnrichedRecord, EnrichmentReport, classify, enrich_records, enrich_texts, pick_users
 
 __all__ = [
     "BACKENDS",
@@ -29,6 +29,7 @@ __all__ = [
     "enrich_records",
     "enrich_texts",
     "get_variant",
+    "pick_users",
     "make_backend",
     "record_key",
     "render_prompt",

@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import Llm4esError
 from .backends import BACKENDS
 from .prompts import VARIANTS
+from .runner import pick_users
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,15 +76,6 @@ def load_texts(input_dir: str | Path, split: str) -> Any:
         if column not in data.column_names:
             raise Llm4esError(f"no column {column!r}; columns: {data.column_names}", file=path, column=column)
     return data
-
-
-def pick_users(n: int, fraction: float, seed: int) -> np.ndarray:
-    """Indices of a seeded random ``fraction`` of ``n`` users, in their original order."""
-    if not 0.0 <= fraction <= 1.0:
-        raise Llm4esError(f"fraction must be in [0, 1], got {fraction}", key="fraction")
-    count = int(round(fraction * n))
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n, size=count, replace=False)) if count else np.zeros(0, dtype=np.int64)
 
 
 def backend_from_args(args: argparse.Namespace) -> Any:

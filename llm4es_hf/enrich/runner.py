@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import Llm4esError
 from ..schema import EventSchema
 from .backends import Backend, Generation, SamplingConfig
@@ -259,3 +261,12 @@ def enrich_texts(
         progress=progress,
     )
     return [record.text for record in records], report
+
+
+def pick_users(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Indices of a seeded random ``fraction`` of ``n`` users, in their original order."""
+    if not 0.0 <= fraction <= 1.0:
+        raise Llm4esError(f"fraction must be in [0, 1], got {fraction}", key="fraction")
+    count = int(round(fraction * n))
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=count, replace=False)) if count else np.zeros(0, dtype=np.int64)

@@ -14,7 +14,7 @@ import polars as pl
 
 from ..assets import schema_path
 from ..errors import Llm4esError
-from ..schema import EventSchema, load_schema, save_schema
+from ..schema import EventSchema, load_schema
 from .bank import BANK_DATASETS, read_bank
 from .base import SourceReport, build_users, read_table, split_users
 from .movielens import read_movielens
@@ -30,13 +30,6 @@ class SourceResult:
     users: datasets.Dataset
     schema: EventSchema
     report: SourceReport
-
-    def save(self, folder: str | Path) -> None:
-        """Save as a `datasets` folder plus ``schema.yaml`` and ``source_report.json``."""
-        folder = Path(folder)
-        self.users.save_to_disk(str(folder))
-        save_schema(self.schema, folder / "schema.yaml")
-        self.report.save(folder / "source_report.json")
 
 
 def load_source(

@@ -7,8 +7,6 @@ rows where a non-empty value failed to cast are reported by file line.
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,9 +44,6 @@ class SourceReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2))
 
 
 def read_table(
@@ -282,8 +277,3 @@ def split_users(
     return datasets.DatasetDict(
         train=users.select(np.flatnonzero(~test_mask)), test=users.select(np.flatnonzero(test_mask))
     )
-
-
-def count_labels(users: datasets.Dataset, label: str) -> dict[str, int]:
-    """Class counts of a label column (None = unlabeled)."""
-    return dict(Counter(str(v) for v in users[label]))
