@@ -128,7 +128,11 @@ class Demo:
 
     def new_events(self, upload: str | None, pasted: str | None, k: float, label: str | None) -> tuple:
         path = self._events_file(upload, pasted)
-        ids, texts = self.encoder.texts(path)
+        try:
+            ids, texts = self.encoder.texts(path)
+        except Llm4esError as err:  # name the upload as the user knows it, not by its temporary path
+            shown = Path(upload).name if upload else "pasted CSV"
+            raise Llm4esError(err.message, file=shown, row=err.row, column=err.column, key=err.key) from None
         vectors = self.index.prepare(self.encoder.embed(texts))
         neighbors = self.index.search_vectors(vectors, self._k(k))[0]
         return self._outputs(texts[0], neighbors, label, self.index.project(vectors)[0], f"uploaded user {ids[0]}")
@@ -193,7 +197,7 @@ class Demo:
             axes.scatter(*ring.T, s=70, facecolors="none", edgecolors="black", linewidths=1.2, label="neighbours")
         if query_xy is not None:
             axes.scatter([query_xy[0]], [query_xy[1]], s=260, marker="*", color="red", edgecolors="black", label=name)
-        axes.set_title(f"{len(users):,} users (PCA of the embeddings), coloured by {label or 'nothing'}")
+        axes.set_xlabel(f"{len(users):,} users (PCA of the embeddings), coloured by {label or 'nothing'}")
         axes.set_xticks([])
         axes.set_yticks([])
         axes.legend(loc="best", fontsize=8, markerscale=1.2)
@@ -273,10 +277,7 @@ def build_demo(
     return demo
 
 
-def default_locations(root: Path) -> tuple[str, str]:
-    """Model and index: $LLM4ES_MODEL / $LLM4ES_INDEX, else what `llm4es quickstart` wrote under ``root``."""
-    quickstart = root / "outputs" / "quickstart"
-    return (
-        os.environ.get("LLM4ES_MODEL", str(quickstart / "model")),
-        os.environ.get("LLM4ES_INDEX", str(quickstart / "index")),
-    )
+def default_locations(root: Path) -> tuple[str | None, str]:
+    """Model and index: $LLM4ES_MODEL / $LLM4ES_INDEX, else the index `llm4es quickstart` wrote under
+    ``root`` and the model that index names (None here means: the index's own model)."""
+    return os.environ.get("LLM4ES_MODEL"), os.environ.get("LLM4ES_INDEX", str(root / "outputs/quickstart/index"))
