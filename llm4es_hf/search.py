@@ -15,6 +15,7 @@ events can be embedded the same way (``QueryEncoder``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -174,16 +175,24 @@ class UserIndex:
     def label_columns(self) -> list[str]:
         return list(self.info.get("label_columns", []))
 
+    @functools.cached_property
+    def user_ids(self) -> np.ndarray:
+        return self.users["user_id"].to_numpy()
+
+    @functools.cached_property
+    def _positions(self) -> dict[str, int]:
+        return {user_id: row for row, user_id in enumerate(self.user_ids)}
+
     def position(self, user_id: str) -> int:
         """Row of a known user; unknown ids are an error naming a few known ones."""
-        hits = np.flatnonzero(self.users["user_id"].to_numpy() == str(user_id))
-        if not len(hits):
+        row = self._positions.get(str(user_id))
+        if row is None:
             examples = ", ".join(self.users["user_id"].head(3).to_list())
             raise Llm4esError(
                 f"unknown user id {str(user_id)!r}; the index has {len(self.users):,} users (e.g. {examples})",
                 column="user_id",
             )
-        return int(hits[0])
+        return row
 
     def vector(self, user_id: str) -> np.ndarray:
         """The stored (centered, normalized) vector of a known user."""
@@ -215,7 +224,7 @@ class UserIndex:
             keep = rows[i] >= 0
             hit_rows, hit_scores = rows[i][keep], scores[i][keep]
             if exclude and exclude[i] is not None:
-                own = self.users["user_id"].to_numpy()[hit_rows] != str(exclude[i])
+                own = self.user_ids[hit_rows] != str(exclude[i])
                 hit_rows, hit_scores = hit_rows[own], hit_scores[own]
             hit_rows, hit_scores = hit_rows[:k], hit_scores[:k]
             table = self.users[hit_rows.tolist()].select(pl.exclude("x", "y"))
