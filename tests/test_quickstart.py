@@ -35,7 +35,7 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "done in" in out and "llm4es-finetuned" in out and "aggregates" in out
     results = json.loads((tmp_path / "quickstart.json").read_text())
-    assert set(results["stages"]) == {"corpus", "fine-tuning", "embedding", "evaluation"}
+    assert set(results["stages"]) == {"corpus", "fine-tuning", "embedding", "evaluation", "index"}
     assert {"aggregates/lightgbm", "frozen-smollm2/lightgbm", "llm4es-finetuned/lightgbm"} <= set(results["scores"])
     assert all(0.0 <= v <= 1.0 for v in results["scores"].values())
     model = tmp_path / "model"
@@ -45,3 +45,17 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     assert (tmp_path / "evaluation" / "report.png").exists()
     corpus = json.loads((tmp_path / "corpus" / "corpus_summary.json").read_text())
     assert corpus["counts"]["serialized"]["train"] + corpus["counts"]["serialized"]["test"] == 943
+
+    # the index it wrote serves the demo: a known viewer, and new events embedded by the fine-tuned model
+    from pathlib import Path
+
+    from llm4es_hf.search import UserIndex
+    from llm4es_hf.space import Demo
+
+    demo = Demo(UserIndex.load(tmp_path / "index"))
+    assert Path(demo.model) == model.resolve()
+    _, neighbors, shares, _ = demo.known_user("10", 5, "gender")
+    assert len(neighbors) == 5 and set(shares) <= {"F", "M"}
+    example = Path(__file__).resolve().parents[1] / "spaces" / "llm4es-demo" / "examples" / "viewer.csv"
+    text, neighbors, _, _ = demo.new_events(str(example), None, 5, "age")
+    assert text.startswith("Date|Movie") and "Blade Runner" in text and len(neighbors) == 5
