@@ -208,3 +208,22 @@ def test_browser_pick_a_user_then_a_malformed_upload(movielens_index, tmp_path):
     finally:
         app.terminate()
         app.wait(timeout=30)
+
+
+def test_demo_loads_model_and_index_from_hub_repo_ids(movielens_index, tiny_model, loopback_hub, monkeypatch):
+    from llm4es_hf.hub import push_index, push_model
+    from llm4es_hf.space import default_locations
+
+    push_index(movielens_index, "org/ml-index")
+    push_model(tiny_model, "org/tiny-llm4es", revision="run-1")
+    monkeypatch.setenv("LLM4ES_INDEX", "org/ml-index")
+    monkeypatch.setenv("LLM4ES_MODEL", "org/tiny-llm4es")
+    model, index = default_locations(ROOT)
+    demo_state = Demo(UserIndex.load(index), model)
+    assert demo_state.model == "org/tiny-llm4es"
+    example = (SPACE / "examples" / "viewer.csv").read_text()
+    text, neighbors, _, _ = demo_state.new_events(None, example, 4, "gender")
+    assert "Blade Runner" in text and len(neighbors) == 4
+    # the same events embedded from the local folders give the same neighbours
+    local = Demo(UserIndex.load(movielens_index), str(tiny_model))
+    assert local.new_events(None, example, 4, "gender")[1]["user_id"].tolist() == neighbors["user_id"].tolist()
