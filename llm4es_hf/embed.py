@@ -121,13 +121,16 @@ class Embedder:
             input_ids=batch["input_ids"], attention_mask=mask, position_ids=position_ids, output_hidden_states=True
         )
         layers = output.hidden_states[self.layer_start :]
-        token_states = torch.stack([h.float() for h in layers]).mean(0)
-        weights = mask.unsqueeze(-1).to(token_states.dtype)
+        # Pooling is linear, so pool each layer and average the pooled vectors: the same numbers as
+        # averaging the layers first, without a (layers x batch x tokens x hidden) fp32 tensor.
         if self.pooling == "mean":
-            return (token_states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            weights = mask.unsqueeze(-1).float()
+            pooled = sum((h.float() * weights).sum(1) for h in layers)
+            return pooled / len(layers) / weights.sum(1).clamp(min=1.0)
         positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
         last = (positions * mask).argmax(1)
-        return token_states[torch.arange(len(last), device=last.device), last]
+        rows = torch.arange(len(last), device=last.device)
+        return sum(h[rows, last].float() for h in layers) / len(layers)
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 8, sort_by_length: bool = True, progress: bool = True
