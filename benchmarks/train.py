@@ -9,7 +9,7 @@ grad clip 1.0), a few optimizer steps each:
 - bf16 autocast against fp32: tokens/s and the loss after the same steps.
 Peak RSS is reported. Last line: one JSON object, ratio = packed over plain padding.
 
-    python benchmarks/train.py [--max-length 2048 --batch-size 2 --steps 3]
+    python benchmarks/train.py [--max-length 2048 --batch-size 2 --steps 3 --runs padded packed ...]
 """
 
 from __future__ import annotations
@@ -111,7 +111,16 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=["hand", "padded", "packed", "grouped", "fp32"],
+        choices=["hand", "padded", "packed", "grouped", "fp32"],
+        help="which configurations to time (padded is always the baseline)",
+    )
     args = parser.parse_args()
+    if "padded" not in args.runs:
+        parser.error("--runs must include padded (the baseline of every ratio)")
     torch.set_num_threads(2)
 
     import datasets
@@ -136,8 +145,7 @@ def main() -> None:
     precision = "bf16" if bf16 else "fp32"
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    results = {}
-    for name, fn in [
+    runs = [
         (f"hand-written loop ({precision})", lambda: hand_loop(model_path, batches, pad, bf16)),
         (
             f"ours, padding ({precision})",
@@ -165,24 +173,32 @@ def main() -> None:
             "ours, padding (fp32)",
             lambda: ours(model_path, dataset, tokenizer, batch_size=args.batch_size, steps=args.steps, bf16=False),
         ),
-    ]:
+    ]
+    keys = ["hand", "padded", "packed", "grouped", "fp32"]
+    results = {}
+    for key, (name, fn) in zip(keys, runs, strict=True):
+        if key not in args.runs:
+            continue
         seconds, (tokens, loss) = timed(fn)
-        results[name] = (tokens / seconds, loss, seconds)
+        results[key] = (tokens / seconds, loss)
         print(f"  {name:40s} {seconds:7.1f} s  {tokens / seconds:7.1f} tokens/s  last loss {loss:.4f}", flush=True)
 
-    hand, padded, packed, grouped, fp32 = (results[k][0] for k in results)
+    def over(a: str, b: str) -> float | None:
+        return round(results[a][0] / results[b][0], 2) if a in results and b in results else None
+
     report(
         benchmark="train",
         unit="tokens/s",
         precision=precision,
-        ours=round(packed, 1),
-        baseline=round(padded, 1),
-        ratio=round(packed / padded, 2),
-        grouped_over_padding=round(grouped / padded, 2),
-        framework_over_hand_loop=round(padded / hand, 2),
-        bf16_over_fp32=round(padded / fp32, 2) if bf16 else None,
-        loss_bf16=round(list(results.values())[1][1], 4),
-        loss_fp32=round(list(results.values())[4][1], 4),
+        batch_size=args.batch_size,
+        ours=round(results["packed"][0], 1) if "packed" in results else None,
+        baseline=round(results["padded"][0], 1),
+        ratio=over("packed", "padded"),
+        grouped_over_padding=over("grouped", "padded"),
+        framework_over_hand_loop=over("padded", "hand"),
+        bf16_over_fp32=over("padded", "fp32") if bf16 else None,
+        loss_bf16=round(results["padded"][1], 4),
+        loss_fp32=round(results["fp32"][1], 4) if "fp32" in results else None,
         peak_rss_mb=round(peak_rss_mb()),
     )
 
