@@ -135,3 +135,25 @@ def schema_path(dataset: str) -> Path:
 def template_path(name: str) -> Path:
     """A card template shipped in model_cards/ (installed with the package)."""
     return Path(str(importlib.resources.files("llm4es_hf.model_cards"))) / name
+
+
+def is_hub_repo_id(name: str | Path) -> bool:
+    """``org/name`` that is not a local path: something to look up on the Hub."""
+    text = str(name)
+    return not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/"))
+
+
+def model_file(model: str | Path, filename: str) -> Path | None:
+    """One file of a model: from its folder, or downloaded from its Hub repo (None when absent)."""
+    local = Path(model) / filename
+    if local.exists():
+        return local
+    if not is_hub_repo_id(model):
+        return None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(str(model), filename))
+    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError):
+        return None

@@ -302,11 +302,10 @@ def export_sentence_transformer(
 def embedding_settings(model_dir: str | Path) -> dict[str, Any]:
     """The pooling settings saved with a model by export_sentence_transformer ({} when absent);
     a Hub model id is looked up on the Hub (or its cache)."""
-    path = Path(model_dir) / "llm4es_embedding.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    if Path(model_dir).exists() or str(model_dir).count("/") != 1:
-        return {}
+    from .assets import model_file
+
+    path = model_file(model_dir, "llm4es_embedding.json")
+    return json.loads(path.read_text()) if path is not None else {}
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 

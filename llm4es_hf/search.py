@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from .errors import Llm4esError
+from .schema import EventSchema
 
 INDEX_KINDS = ("auto", "exact", "hnsw")
 EXACT_MAX_USERS = 50_000
@@ -284,8 +285,10 @@ def resolve_index_folder(path_or_repo: str | Path) -> Path:
         if not path.is_dir():
             raise Llm4esError("an index is a folder (index.faiss, users.parquet, ...), not a file", file=path)
         return path
+    from .assets import is_hub_repo_id
+
     text = str(path_or_repo)
-    if text.count("/") != 1 or text.startswith((".", "/")):
+    if not is_hub_repo_id(text):
         raise Llm4esError("index folder not found (and not a Hub repo id org/name)", file=path)
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -372,6 +375,12 @@ def _write_texts(corpus: Path, ids: np.ndarray, path: Path) -> None:
     texts.filter(pl.col("user_id").is_in(ids.tolist())).write_parquet(path)
 
 
+def event_columns(schema: EventSchema) -> list[str]:
+    """The raw columns an events file has: user id (optional for one user), time, fields."""
+    fields = [f.source_column for f in schema.fields if f.name != "event_time"]
+    return [schema.user_id, schema.time.column, *fields]
+
+
 class QueryEncoder:
     """Embeds new users' raw events exactly as the index's users were: the index's schema and
     serialization settings, then the model (``Embedder``) with the same pooling."""
@@ -400,7 +409,6 @@ class QueryEncoder:
         self.schema = dataclasses.replace(load_schema(index.folder / "schema.yaml"), labels=[])
         settings = index.info.get("serialization") or {}
         saved = embedding_settings(model)
-        max_tokens = settings.get("max_tokens") or saved.get("max_length", 2048)
         tokenizer = load_tokenizer(settings.get("tokenizer") or model) if settings.get("max_tokens") else None
         self.serializer = Serializer(
             self.schema,
@@ -413,7 +421,8 @@ class QueryEncoder:
             model,
             layer_start=saved.get("layer_start"),
             pooling=saved.get("pooling", "mean"),
-            max_length=saved.get("max_length", max_tokens),
+            # the exported model's length, else the corpus budget the index was embedded with
+            max_length=saved.get("max_length") or settings.get("max_tokens") or 2048,
         )
         if self.embedder.dimension != index.dimension:
             raise Llm4esError(
@@ -426,9 +435,7 @@ class QueryEncoder:
 
     @property
     def columns(self) -> list[str]:
-        """The raw columns an events file has: user id (optional for one user), time, fields."""
-        fields = [f.source_column for f in self.schema.fields if f.name != "event_time"]
-        return [self.schema.user_id, self.schema.time.column, *fields]
+        return event_columns(self.schema)
 
     def read_events(self, path: str | Path) -> pl.DataFrame:
         """Read an events CSV/Parquet in the schema's raw columns, checking columns and size."""

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from .errors import Llm4esError
-from .search import QueryEncoder, UserIndex, label_distribution
+from .search import QueryEncoder, UserIndex, event_columns, label_distribution
 
 logger = logging.getLogger(__name__)
 
@@ -60,17 +60,13 @@ def read_card(model: str | None) -> str:
     """The model card text (front matter dropped) of a local folder or a Hub model id."""
     if not model:
         return "_No model configured._"
-    path = Path(model) / "README.md"
-    if not path.exists() and not Path(model).exists() and model.count("/") == 1:
-        try:
-            from huggingface_hub import hf_hub_download
-
-            path = Path(hf_hub_download(model, "README.md"))
-        except Exception as err:  # noqa: BLE001 - a missing card must not stop the demo
-            return f"_Model card of `{model}` not available: {err}_"
-    if not path.exists():
-        return f"_`{model}` has no model card (README.md)._"
     from huggingface_hub import ModelCard
+
+    from .assets import model_file
+
+    path = model_file(model, "README.md")
+    if path is None:
+        return f"_`{model}` has no model card (README.md)._"
 
     return ModelCard(path.read_text()).text
 
@@ -105,16 +101,14 @@ class Demo:
             self._encoder = QueryEncoder(self.index, self.model, max_events=self.max_events, max_users=1)
         return self._encoder
 
-    @property
+    @functools.cached_property
     def columns(self) -> list[str]:
         """The raw columns an events CSV has (from the index's schema, without loading the model)."""
         from .schema import load_schema
 
         if self.index.folder is None or not (self.index.folder / "schema.yaml").exists():
             return []
-        schema = load_schema(self.index.folder / "schema.yaml")
-        fields = [f.source_column for f in schema.fields if f.name != "event_time"]
-        return [schema.user_id, schema.time.column, *fields]
+        return event_columns(load_schema(self.index.folder / "schema.yaml"))
 
     # ----- handlers -----------------------------------------------------------------
     def known_user(self, user_id: str | None, k: float, label: str | None) -> tuple:
