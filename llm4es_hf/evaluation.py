@@ -260,9 +260,20 @@ def _check_unique_ids(ids: pl.Series, where: Path) -> None:
         raise Llm4esError(f"user id {ids[first]!r} appears more than once", file=where, row=first, column="user_id")
 
 
-def concat_features(feature_sets: Mapping[str, FeatureTable]) -> tuple[np.ndarray, Matrix, dict[str, int]]:
+def concat_features(
+    feature_sets: Mapping[str, FeatureTable], *, balance: bool = True
+) -> tuple[np.ndarray, Matrix, dict[str, int]]:
     """Ensemble by concatenation: columns of every set side by side for the users all sets have
-    (inner join on user_id). Returns ``(user_ids, matrix, users dropped per set)``."""
+    (inner join on user_id). Returns ``(user_ids, matrix, users dropped per set)``.
+
+    ``balance`` (default) puts the blocks on one footing: each dense block is standardized per
+    column and divided by sqrt(its width), so each block adds about 1 to a row's squared norm,
+    as a TF-IDF bag's L2-normalized rows do (sparse blocks are kept as they are). Without it a
+    576-wide embedding block swamps the bag in a linear model fed the sparse concatenation
+    unscaled (MovieLens gender, bag + fine-tuned SmolLM2, logistic regression: 0.663 plain,
+    0.805 balanced, bag alone 0.809). The statistics are the users' own, label-free; trees
+    (LightGBM) are unaffected by per-column scaling.
+    """
     if not feature_sets:
         raise Llm4esError("no feature sets to concatenate")
     tables = {name: (np.asarray(ids).astype(str), matrix) for name, (ids, matrix) in feature_sets.items()}
@@ -272,10 +283,20 @@ def concat_features(feature_sets: Mapping[str, FeatureTable]) -> tuple[np.ndarra
     if common is None or not len(common):
         raise Llm4esError(f"the feature sets {list(tables)} share no user id; nothing to concatenate")
     blocks = [_rows(matrix, _positions(ids, common)) for ids, matrix in tables.values()]
+    if balance:
+        blocks = [block if sp.issparse(block) else _balanced(block) for block in blocks]
     any_sparse = any(sp.issparse(block) for block in blocks)
     matrix = sp.hstack([sp.csr_matrix(b) for b in blocks]).tocsr() if any_sparse else np.hstack(blocks)
     dropped = {name: int(len(ids) - len(common)) for name, (ids, _) in tables.items()}
     return common, matrix, dropped
+
+
+def _balanced(block: np.ndarray) -> np.ndarray:
+    """Columns standardized (constant ones left at 0), the block scaled to unit mean squared row norm."""
+    block = np.asarray(block, dtype=np.float64)
+    std = block.std(axis=0)
+    scaled = (block - block.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    return scaled / np.sqrt(max(int((std > 0).sum()), 1))
 
 
 def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -883,6 +904,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, help="downstream models")
     parser.add_argument("--baseline", help="row for Δ and the t-test, e.g. aggregates/lightgbm (default: first row)")
     parser.add_argument("--no-ensemble", action="store_true", help="several --embeddings: no concatenation row")
+    parser.add_argument(
+        "--ensembles",
+        nargs="*",
+        default=[],
+        metavar="A+B",
+        help="concatenations to score, by feature set name, e.g. bag+llm4es (an embedding file's name is its stem)",
+    )
     parser.add_argument("--folds", type=int, default=5, help="stratified folds on the train users")
     parser.add_argument("--seed", type=int, default=42, help="seed of folds, models and a split made here")
     parser.add_argument("--test-size", type=float, default=0.1, help="test share when the labels carry no split")
@@ -933,12 +961,22 @@ def report_from_args(args: argparse.Namespace) -> EvaluationReport:
     for name, path in zip(_set_names(args.embeddings), args.embeddings, strict=True):
         embedded[name] = load_embeddings(path)
         feature_sets[name], kinds[name] = embedded[name], "embeddings"
+    combos = [tuple(spec.split("+")) for spec in args.ensembles]
     if len(embedded) > 1 and not args.no_ensemble:
-        ids, matrix, dropped = concat_features(embedded)
-        name = "+".join(embedded)
+        combos.insert(0, tuple(embedded))
+    for parts in combos:
+        missing = [part for part in parts if part not in feature_sets]
+        if missing or len(parts) < 2:
+            raise Llm4esError(
+                f"ensemble {'+'.join(parts)!r} needs two or more of the feature sets {list(feature_sets)}"
+                + (f"; unknown: {missing}" if missing else ""),
+                key="ensembles",
+            )
+        ids, matrix, dropped = concat_features({part: feature_sets[part] for part in parts})
+        name = "+".join(parts)
         feature_sets[name], kinds[name] = (ids, matrix), "ensemble"
         notes.append(
-            f"ensemble {name}: concatenation on {len(ids):,} shared users; dropped "
+            f"ensemble {name}: balanced concatenation on {len(ids):,} shared users; dropped "
             + ", ".join(f"{count:,} of {key}" for key, count in dropped.items())
         )
     report = evaluate_features(

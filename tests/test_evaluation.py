@@ -133,10 +133,15 @@ def test_ensemble_by_concatenation():
     ids, x, labels = planted(n=300)
     a = (ids[:280], x[:280, :4])
     b = (ids[20:][::-1], x[20:, 4:][::-1])
-    common, matrix, dropped = concat_features({"a": a, "b": b})
+    common, plain, dropped = concat_features({"a": a, "b": b}, balance=False)
     assert len(common) == 260 and dropped == {"a": 20, "b": 20}
     row = list(common).index("u100")
-    np.testing.assert_array_equal(matrix[row], x[100])
+    np.testing.assert_array_equal(plain[row], x[100])
+    _, matrix, _ = concat_features({"a": a, "b": (b[0], 1000.0 * b[1])})
+    # balanced: every column standardized, each block worth ~1 of a row's squared norm
+    np.testing.assert_allclose(matrix.std(axis=0), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(matrix.mean(axis=0), 0.0, atol=1e-9)
+    np.testing.assert_allclose((matrix[:, :4] ** 2).sum(axis=1).mean(), 1.0, rtol=1e-6)
     _, mixed, _ = concat_features({"a": a, "bag": (b[0], sp.csr_matrix(b[1]))})
     assert sp.issparse(mixed) and mixed.shape == (260, 8)
     report = evaluate_features(
@@ -509,12 +514,18 @@ def test_cli_bag_and_ensemble(corpus, tmp_path):
     args = parse(
         ["--embeddings", str(first), str(second), "--labels", str(corpus), "--target", "target_flag"]
         + ["--baselines", "bag", "--models", "logreg", "--output-dir", str(tmp_path / "out"), "--n-jobs", "1"]
+        + ["--ensembles", "bag+a"]
     )
     assert evaluation.run(args) == 0
     data = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert [row["features"] for row in data["rows"]] == ["bag", "a", "b", "a+b"]
+    assert [row["features"] for row in data["rows"]] == ["bag", "a", "b", "a+b", "bag+a"]
     assert data["rows"][0]["test_mean"] > 0.75
     assert data["feature_sets"]["a+b"]["n_features"] == 8 and data["feature_sets"]["a+b"]["kind"] == "ensemble"
+    # the bag's signal survives next to a block of noise (balanced concatenation)
+    assert data["rows"][-1]["test_mean"] > 0.7 and data["feature_sets"]["bag+a"]["kind"] == "ensemble"
+    bad = args.__class__(**{**vars(args), "ensembles": ["bag+c"]})
+    with pytest.raises(Llm4esError, match=r"ensemble 'bag\+c'.*unknown: \['c'\]"):
+        evaluation.report_from_args(bad)
     assert any("dropped 50 of a, 0 of b" in note for note in data["notes"])
 
 

@@ -57,6 +57,27 @@ def test_movielens_bundled():
     assert "The Horseman on the Roof (Hussard sur le toit, Le)" in all_titles
 
 
+def test_movielens_compact_layout_fits_more_history():
+    from llm4es_hf.assets import recipes_dir
+    from llm4es_hf.serialize import Serializer, load_tokenizer
+
+    compact = load_source("movielens", schema=recipes_dir() / "movielens" / "schema_compact.yaml")
+    full = load_source("movielens")
+    first = compact.users.select(range(1))
+    text = Serializer(compact.schema)(first)[0]["text"]
+    lines = text.split("\n")
+    assert lines[0] == "Movie|Rating (1-5)" and len(lines) == len(first[0]["movie_title"]) + 1
+    title, stars = lines[1].rsplit(", ", 1)
+    assert title == first[0]["movie_title"][0] and stars == str(int(first[0]["rating"][0]))
+    tokenizer = load_tokenizer("smollm2-135m")
+    budget = {
+        name: Serializer(source.schema, max_tokens=512, tokenizer=tokenizer)(source.users.select(range(40)))
+        for name, source in (("compact", compact), ("full", full))
+    }
+    kept = {name: sum(texts["n_events_kept"]) for name, texts in budget.items()}
+    assert kept["compact"] > 2 * kept["full"]
+
+
 def test_movielens_1m_folder(ml1m_dir):
     result = load_source("movielens", input=ml1m_dir)
     users = {row["user_id"]: row for row in result.users}

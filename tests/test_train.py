@@ -347,7 +347,9 @@ def test_every_shipped_sft_recipe_parses(recipe):
     assert training.max_length and training.output_dir and (script.corpus or script.mixture)
 
 
-@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*/corpus.yaml")), ids=lambda p: p.parent.name)
+@pytest.mark.parametrize(
+    "recipe", sorted((ROOT / "recipes").glob("*/corpus*.yaml")), ids=lambda p: p.parent.name + "/" + p.name
+)
 def test_every_shipped_corpus_recipe_parses(recipe):
     from llm4es_hf.corpus import CorpusConfig
 
