@@ -137,6 +137,12 @@ def quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default=defaults.output_dir, help="where every artifact goes")
     parser.add_argument("--model", default=defaults.model, help="base model: bundled name, folder or Hub id")
     parser.add_argument(
+        "--schema",
+        default=defaults.schema,
+        help="MovieLens layout: an EventSchema under recipes/ or a path (movielens/schema.yaml: date, title, genres, "
+        "rating)",
+    )
+    parser.add_argument(
         "--max-tokens",
         type=int,
         default=defaults.max_tokens,

@@ -134,15 +134,23 @@ def ml1m_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def movielens_index(tmp_path_factory, tiny_model) -> Path:
-    """An index folder over the bundled MovieLens-100K viewers embedded by the tiny model
-    (corpus texts cut to 120 tiny-tokenizer tokens), with labels, schema and texts."""
+    """An index folder over the bundled MovieLens-100K viewers in the compact layout (the
+    quickstart's and the demo's), embedded by the tiny model (corpus texts cut to 120
+    tiny-tokenizer tokens), with labels, schema and texts."""
+    from llm4es_hf.assets import recipes_dir
     from llm4es_hf.corpus import CorpusConfig, build_corpus
     from llm4es_hf.embed import Embedder, load_texts, save_embeddings
     from llm4es_hf.search import build_index_from_files
 
     root = tmp_path_factory.mktemp("ml-index")
     corpus = build_corpus(
-        CorpusConfig(output_dir=str(root / "corpus"), source="movielens", max_tokens=120, tokenizer=str(tiny_model))
+        CorpusConfig(
+            output_dir=str(root / "corpus"),
+            source="movielens",
+            schema=str(recipes_dir() / "movielens" / "schema_compact.yaml"),
+            max_tokens=120,
+            tokenizer=str(tiny_model),
+        )
     )
     texts = load_texts(str(corpus))
     vectors = Embedder(str(tiny_model), max_length=120, dtype="fp32").encode(texts["text"], progress=False)

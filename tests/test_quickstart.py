@@ -58,4 +58,4 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     assert len(neighbors) == 5 and set(shares) <= {"F", "M"}
     example = Path(__file__).resolve().parents[1] / "spaces" / "llm4es-demo" / "examples" / "viewer.csv"
     text, neighbors, _, _ = demo.new_events(str(example), None, 5, "age")
-    assert text.startswith("Date|Movie") and "Blade Runner" in text and len(neighbors) == 5
+    assert text.startswith("Movie|Rating") and "Blade Runner" in text and len(neighbors) == 5

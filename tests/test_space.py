@@ -69,7 +69,7 @@ def demo_state(movielens_index) -> Demo:
 
 def test_handlers_return_text_neighbours_shares_and_map(demo_state):
     text, neighbors, shares, figure = demo_state.known_user("10", 5, "gender")
-    assert text.startswith("Date|Movie") and list(neighbors["rank"]) == [1, 2, 3, 4, 5]
+    assert text.startswith("Movie|Rating") and list(neighbors["rank"]) == [1, 2, 3, 4, 5]
     assert "10" not in set(neighbors["user_id"]) and abs(sum(shares.values()) - 1) < 1e-6
     assert figure.axes[0].get_legend() is not None
     _, _, age_shares, _ = demo_state.known_user("10", 5, "age")
@@ -106,13 +106,13 @@ def test_bad_input_becomes_a_message_in_the_page(demo_state, handler, args, mess
 def test_too_many_events_and_oversized_files(demo_state, tmp_path):
     from llm4es_hf.space import readable_errors
 
-    rows = "\n".join(f"u,{i},M{i},D,3" for i in range(150))
+    rows = "\n".join(f"u,{i},M{i},3" for i in range(150))
     with pytest.raises(gr.Error, match="too many events: 150 rows"):
         readable_errors("search")(demo_state.new_events)(
-            None, "user_id,timestamp,movie_title,genres,rating\n" + rows, 5, "gender"
+            None, "user_id,timestamp,movie_title,rating\n" + rows, 5, "gender"
         )
     big = tmp_path / "big.csv"
-    big.write_text("user_id,timestamp,movie_title,genres,rating\n" + rows * 3)
+    big.write_text("user_id,timestamp,movie_title,rating\n" + rows * 3)
     with pytest.raises(gr.Error, match="at most 3,000 are accepted"):
         readable_errors("search")(demo_state.new_events)(str(big), None, 5, "gender")
 
@@ -131,7 +131,7 @@ def test_gradio_client_api(movielens_index, tmp_path):
             "/neighbors_of_events",
         }
         text, table, shares, _ = client.predict("10", 4, "gender", api_name="/neighbors_of_user")
-        assert text.startswith("Date|Movie") and len(table["data"]) == 4
+        assert text.startswith("Movie|Rating") and len(table["data"]) == 4
         assert table["headers"][:3] == ["rank", "user_id", "similarity"]
         assert {c["label"] for c in shares["confidences"]} <= {"F", "M"}
         viewer = handle_file(str(SPACE / "examples" / "viewer.csv"))
@@ -190,7 +190,7 @@ def test_browser_pick_a_user_then_a_malformed_upload(movielens_index, tmp_path):
             page.locator("#search-user").click()
             expect(page.locator("#neighbors")).to_contain_text("similarity", timeout=60_000)
             expect(page.locator("#neighbors")).to_contain_text("train", timeout=60_000)
-            expect(page.locator("#text textarea")).to_have_value(re.compile("^Date\\|Movie"))
+            expect(page.locator("#text textarea")).to_have_value(re.compile("^Movie\\|Rating"))
 
             page.get_by_role("tab", name="New events (CSV)").click()
             page.locator("#upload input[type=file]").set_input_files(str(bad))
