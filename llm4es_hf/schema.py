@@ -55,6 +55,7 @@ class FieldSpec:
     codes_columns: list[str] | None = None
     unknown: str = "Unknown ({code})"
     missing: str = "unknown"
+    in_text: bool = True  # false: read and kept for the baselines, left out of the LLM's text
 
     @property
     def source_column(self) -> str:
@@ -105,8 +106,13 @@ class EventSchema:
     input_dir: Path | None = None
 
     @property
+    def text_fields(self) -> list[FieldSpec]:
+        """The fields the LLM sees, in order (``in_text``); every field is read and kept."""
+        return [f for f in self.fields if f.in_text]
+
+    @property
     def headers(self) -> list[str]:
-        return [f.header for f in self.fields]
+        return [f.header for f in self.text_fields]
 
     def field(self, name: str) -> FieldSpec:
         for spec in self.fields:
@@ -243,6 +249,8 @@ def schema_from_dict(data: dict[str, Any], path: Path | None = None) -> EventSch
         if spec.name in names:
             raise Llm4esError(f"duplicate field name {spec.name!r}", key=f"{where}.name")
         names.add(spec.name)
+        if not isinstance(spec.in_text, bool):
+            raise Llm4esError(f"in_text must be true or false, got {spec.in_text!r}", key=f"{where}.in_text")
         if "|" in spec.header or "\n" in spec.header:
             raise Llm4esError("a header may not contain '|' or a newline", key=f"{where}.header")
         if spec.kind == "number":
@@ -255,6 +263,8 @@ def schema_from_dict(data: dict[str, Any], path: Path | None = None) -> EventSch
             raise Llm4esError("give two columns: [code, description]", key=f"{where}.codes_columns")
         if spec.codes_file and "{input}" not in spec.codes_file and not schema._relative(spec.codes_file).exists():
             raise Llm4esError(f"code file {spec.codes_file!r} not found", key=f"{where}.codes_file")
+    if not schema.text_fields:
+        raise Llm4esError("every field has in_text: false; the text would be empty", key="fields")
     if "event_time" in names - {f.name for f in schema.fields if f.kind == "date"}:
         raise Llm4esError("the field 'event_time' must have kind 'date'", key="fields")
     for i, label in enumerate(schema.labels):
@@ -289,6 +299,8 @@ def schema_to_dict(schema: EventSchema, *, inline_codes: bool = True) -> dict[st
         if inline_codes and spec.kind == "category":
             codes = schema.code_map(spec)
             out.update(codes=codes or None, codes_file=None, codes_from=None, codes_columns=None)
+        if out.get("in_text") is True:
+            del out["in_text"]
         for key in [k for k, v in out.items() if v is None]:
             del out[key]
     for out in data["labels"]:

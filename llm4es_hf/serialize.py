@@ -126,10 +126,10 @@ class Serializer:
         self.max_events = max_events
         self.max_tokens = max_tokens
         self.tokenizer = tokenizer
-        self.fields = list(schema.fields)
-        self.event_fields = self.fields
-        if format == "grouped":
-            self.event_fields = [f for f in self.fields if f.name != schema.group_by]
+        section = schema.group_by if format == "grouped" else None
+        # each event's line shows the in-text fields; `grouped` shows its group_by field as sections
+        self.event_fields = [f for f in schema.text_fields if f.name != section]
+        self.fields = [f for f in schema.fields if f in self.event_fields or f.name == section]
         self.layout = self._layout()
         self._expressions = {spec.name: field_expression(spec, schema) for spec in self.fields}
 
@@ -402,15 +402,16 @@ def serialize_users_rowwise(
     users: Sequence[dict[str, Any]], schema: EventSchema, max_events: int | None = 5000
 ) -> list[str]:
     """LLM4ES texts built with Python loops per user and per event, as the authors' code does."""
-    codes = {spec.name: schema.code_map(spec) if spec.kind == "category" else {} for spec in schema.fields}
-    header = "|".join(spec.header for spec in schema.fields)
+    shown = schema.text_fields
+    codes = {spec.name: schema.code_map(spec) if spec.kind == "category" else {} for spec in shown}
+    header = "|".join(spec.header for spec in shown)
     texts = []
     for user in users:
-        n = len(user[schema.fields[0].name])
+        n = len(user[shown[0].name])
         start = max(0, n - max_events) if max_events else 0
         lines = [header]
         for i in range(start, n):
-            lines.append(", ".join(format_value_rowwise(user[s.name][i], s, codes[s.name]) for s in schema.fields))
+            lines.append(", ".join(format_value_rowwise(user[s.name][i], s, codes[s.name]) for s in shown))
         texts.append("\n".join(lines))
     return texts
 

@@ -68,6 +68,7 @@ def _mutated(path: list, value) -> dict:
         (["bad_rows"], "ignore", "bad_rows"),
         (["fields"], [], "fields"),
         (["fields", 1, "codes_file"], "missing.csv", "fields[1].codes_file"),
+        (["fields", 1, "in_text"], "no", "fields[1].in_text"),
     ],
 )
 def test_invalid_schema_names_the_key(path, value, key):
@@ -118,3 +119,19 @@ def test_saved_schema_is_self_contained(tmp_path):
     again = load_schema(tmp_path / "schema.yaml")
     assert again.code_map(again.field("MCC")) == schema.code_map(schema.field("MCC"))
     assert again.field("MCC").codes_from is None
+
+
+def test_fields_left_out_of_the_text_are_kept_and_saved(tmp_path):
+    data = _mutated(["fields", 1, "in_text"], False)
+    schema = schema_from_dict(data)
+    assert [f.name for f in schema.text_fields] == [f.name for f in schema.fields if f.name != data["fields"][1]["name"]]
+    assert schema.headers == [f.header for f in schema.text_fields]
+    save_schema(schema, tmp_path / "schema.yaml")
+    saved = yaml.safe_load((tmp_path / "schema.yaml").read_text())
+    assert saved["fields"][1]["in_text"] is False and "in_text" not in saved["fields"][0]
+    assert load_schema(tmp_path / "schema.yaml").text_fields == schema.text_fields
+    for spec in data["fields"]:
+        spec["in_text"] = False
+    with pytest.raises(Llm4esError, match="text would be empty") as err:
+        schema_from_dict(data)
+    assert err.value.key == "fields"

@@ -122,7 +122,7 @@ def _viewer_csv(path, user_id: str, extra_column: bool = False) -> None:
     from llm4es_hf.sources.movielens import read_movielens
 
     events, _ = read_movielens()
-    rows = events.filter(pl.col("user_id") == user_id).select("user_id", "timestamp", "movie_title", "rating")
+    rows = events.filter(pl.col("user_id") == user_id).select("user_id", "timestamp", "movie_title", "genres", "rating")
     if extra_column:
         rows = rows.with_columns(pl.lit("x").alias("zip_code"))
     rows.write_csv(path)
@@ -148,10 +148,10 @@ def test_new_events_bad_input(movielens_index, tmp_path):
     _viewer_csv(tmp_path / "many.csv", "13")  # 636 ratings
     with pytest.raises(Llm4esError, match="too many events"):
         encoder.texts(tmp_path / "many.csv")
-    (tmp_path / "two.csv").write_text("user_id,timestamp,movie_title,rating\na,1,X,3\nb,2,Y,4\n")
+    (tmp_path / "two.csv").write_text("user_id,timestamp,movie_title,genres,rating\na,1,X,Drama,3\nb,2,Y,Drama,4\n")
     with pytest.raises(Llm4esError, match="holds 2 users"):
         encoder.texts(tmp_path / "two.csv")
-    (tmp_path / "time.csv").write_text("timestamp,movie_title,rating\n1,X,3\nyesterday,Y,4\n")
+    (tmp_path / "time.csv").write_text("timestamp,movie_title,genres,rating\n1,X,Drama,3\nyesterday,Y,Drama,4\n")
     with pytest.raises(Llm4esError, match="unparsable timestamp") as err:
         encoder.texts(tmp_path / "time.csv")
     assert err.value.row == 3 and err.value.column == "timestamp"

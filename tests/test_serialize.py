@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from llm4es_hf.errors import Llm4esError
-from llm4es_hf.schema import schema_from_dict
+from llm4es_hf.schema import schema_from_dict, schema_to_dict
 from llm4es_hf.serialize import FORMATS, Serializer, serialize_users_rowwise, summarize
 from llm4es_hf.sources import load_source
 
@@ -30,6 +30,7 @@ SCHEMA = schema_from_dict(
     }
 )
 DAY = 86400.0
+FIELDS = schema_to_dict(SCHEMA)["fields"]
 
 
 def users() -> datasets.Dataset:
@@ -148,6 +149,17 @@ def test_vectorized_equals_rowwise_reference():
         ours = Serializer(source.schema, max_events=100)(source.users)["text"]
         assert ours == serialize_users_rowwise(list(source.users), source.schema, max_events=100)
     assert Serializer(SCHEMA)(users())["text"] == serialize_users_rowwise(list(users()), SCHEMA)
+
+
+def test_fields_out_of_the_text_are_not_rendered():
+    hidden = schema_from_dict(
+        {**schema_to_dict(SCHEMA), "fields": [{**f, "in_text": f["name"] not in ("item", "qty")} for f in FIELDS]}
+    )
+    texts = Serializer(hidden)(users())["text"]
+    assert texts[0] == "Date|Price|Note\n1970-01-01, 1.00, a|b\n1970-01-02, -2.50, <x> & y\n1970-01-03, 3.00, line"
+    assert texts == serialize_users_rowwise(list(users()), hidden)
+    # `grouped` still opens its sections by the group_by field, shown or not
+    assert Serializer(hidden, "grouped")(users())["text"][0].startswith("Date|Price|Note\n### Category: apple\n")
 
 
 def test_bad_serializer_options():

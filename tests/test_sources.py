@@ -63,6 +63,9 @@ def test_movielens_compact_layout_fits_more_history():
 
     compact = load_source("movielens", schema=recipes_dir() / "movielens" / "schema_compact.yaml")
     full = load_source("movielens")
+    # date and genres are read and kept (the baselines use them), only the text leaves them out
+    assert {"event_time", "genres"} <= set(compact.users.column_names)
+    assert compact.users["genres"] == full.users["genres"]
     first = compact.users.select(range(1))
     text = Serializer(compact.schema)(first)[0]["text"]
     lines = text.split("\n")

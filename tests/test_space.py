@@ -106,13 +106,13 @@ def test_bad_input_becomes_a_message_in_the_page(demo_state, handler, args, mess
 def test_too_many_events_and_oversized_files(demo_state, tmp_path):
     from llm4es_hf.space import readable_errors
 
-    rows = "\n".join(f"u,{i},M{i},3" for i in range(150))
+    rows = "\n".join(f"u,{i},M{i},D,3" for i in range(150))
     with pytest.raises(gr.Error, match="too many events: 150 rows"):
         readable_errors("search")(demo_state.new_events)(
-            None, "user_id,timestamp,movie_title,rating\n" + rows, 5, "gender"
+            None, "user_id,timestamp,movie_title,genres,rating\n" + rows, 5, "gender"
         )
     big = tmp_path / "big.csv"
-    big.write_text("user_id,timestamp,movie_title,rating\n" + rows * 3)
+    big.write_text("user_id,timestamp,movie_title,genres,rating\n" + rows * 3)
     with pytest.raises(gr.Error, match="at most 3,000 are accepted"):
         readable_errors("search")(demo_state.new_events)(str(big), None, 5, "gender")
 
