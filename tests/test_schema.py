@@ -124,7 +124,8 @@ def test_saved_schema_is_self_contained(tmp_path):
 def test_fields_left_out_of_the_text_are_kept_and_saved(tmp_path):
     data = _mutated(["fields", 1, "in_text"], False)
     schema = schema_from_dict(data)
-    assert [f.name for f in schema.text_fields] == [f.name for f in schema.fields if f.name != data["fields"][1]["name"]]
+    hidden = data["fields"][1]["name"]
+    assert [f.name for f in schema.text_fields] == [f.name for f in schema.fields if f.name != hidden]
     assert schema.headers == [f.header for f in schema.text_fields]
     save_schema(schema, tmp_path / "schema.yaml")
     saved = yaml.safe_load((tmp_path / "schema.yaml").read_text())
