@@ -119,7 +119,7 @@ def ours(
             save_strategy="no",
             logging_steps=1,
             train_sampling_strategy=strategy,
-            include_num_input_tokens_seen=True,
+            include_num_input_tokens_seen="non_padding",  # True counts pads too
             disable_tqdm=True,
             dataloader_drop_last=False,
         )

@@ -295,7 +295,8 @@ def run_sft(script_args: SFTScriptArguments, training_args: Any, model_args: Any
     model_name = model_args.model_name_or_path or "smollm2-135m"
     if training_args.max_length is None:
         raise Llm4esError("set max_length explicitly (tokens per user, EOS included)", key="max_length")
-    training_args.include_num_input_tokens_seen = True
+    # "non_padding": tokens/s counts the users' tokens, not pads (True means "all" in transformers 5)
+    training_args.include_num_input_tokens_seen = "non_padding"
 
     texts = load_training_texts(script_args, seed=training_args.seed, main_process_first=state.main_process_first)
     tokenizer, model, resolved = load_base_model(model_name, model_args.dtype if model_args.dtype != "auto" else None)
