@@ -5,6 +5,10 @@ states of layers ``k..L`` (``hidden_states[k:]``, the upper two thirds by defaul
 take the mean over non-padding tokens (or the last token). Position ids come from the
 attention mask, so left and right padding give the same vectors. Texts are sorted by
 length before batching, run under ``inference_mode``, in bf16 where the hardware has it.
+On CPU, texts of PADDING_FREE_MIN_TOKENS or more are batched only with texts of the same
+length: a padded batch needs an attention mask, which sends attention down PyTorch's slow
+masked path on CPU, while an unpadded one runs the fused causal kernel (MovieLens, SmolLM2,
+this 2-core CPU: 1.65x faster at 2048 tokens, 1.13x at 512; short texts batch as before).
 
 The same computation ships inside the model folder as SentenceTransformer modules
 (Transformer -> WeightedLayerPooling -> Pooling), so ``SentenceTransformer(path).encode``
@@ -27,6 +31,7 @@ from .errors import Llm4esError
 
 POOLINGS = ("mean", "last")
 DTYPES = ("auto", "bf16", "fp32")
+PADDING_FREE_MIN_TOKENS = 256  # at 128 tokens padded batches of 8 were faster than one text at a time
 
 
 @contextmanager
@@ -76,6 +81,7 @@ class Embedder:
         dtype: str = "auto",
         device: str | None = None,
         padding_side: str | None = None,
+        padding_free: bool | None = None,
     ) -> None:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -93,6 +99,8 @@ class Embedder:
             raise Llm4esError(f"cannot load model {model!r} (offline, or missing files?): {err}", key="model") from err
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = resolve_dtype(dtype, self.device)
+        # default: on CPU (see the module docstring); GPUs have fused kernels for masked attention
+        self.padding_free = self.device == "cpu" if padding_free is None else padding_free
         with quiet_transformers():
             self.model = AutoModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         self.num_layers = config.num_hidden_layers
@@ -146,14 +154,33 @@ class Embedder:
         out = np.zeros((len(encoded), self.dimension), dtype=np.float32)
         bar = tqdm(total=int(lengths.sum()), unit="tok", desc="Embedding", disable=not progress)
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                index = order[start : start + batch_size]
+            for index in self._batches(order, lengths, batch_size):
                 batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in index]}, return_tensors="pt")
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 out[index] = self._forward(batch).cpu().numpy()
                 bar.update(int(lengths[index].sum()))
         bar.close()
         return out
+
+    def _batches(self, order: np.ndarray, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        """Consecutive runs of ``order``, at most ``batch_size`` long; with ``padding_free`` a
+        batch whose first text has PADDING_FREE_MIN_TOKENS or more holds only texts of its length."""
+        batches, current = [], []
+        for i in order:
+            if current and (
+                len(current) == batch_size
+                or (
+                    self.padding_free
+                    and lengths[i] != lengths[current[0]]
+                    and max(lengths[i], lengths[current[0]]) >= PADDING_FREE_MIN_TOKENS
+                )
+            ):
+                batches.append(np.array(current))
+                current = []
+            current.append(i)
+        if current:
+            batches.append(np.array(current))
+        return batches
 
 
 def embed_dataset(

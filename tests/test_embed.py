@@ -61,6 +61,27 @@ def test_left_and_right_padding_agree(tiny_model, pooling):
     np.testing.assert_allclose(left, unsorted, atol=1e-5)
 
 
+def test_padding_free_batches_hold_one_length_and_give_the_same_vectors(tiny_model, monkeypatch):
+    import llm4es_hf.embed as embed_module
+
+    texts = TEXTS + [TEXTS[0], TEXTS[2], "another short one"]
+    padded = Embedder(str(tiny_model), dtype="fp32", padding_free=False)
+    free = Embedder(str(tiny_model), dtype="fp32", padding_free=True)
+    assert Embedder(str(tiny_model), dtype="fp32").padding_free  # the default on CPU
+    lengths = np.array([len(ids) for ids in free.tokenizer(texts)["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")
+    # short texts (under PADDING_FREE_MIN_TOKENS) still share padded batches
+    assert [len(b) for b in free._batches(order, lengths, 8)] == [6]
+    monkeypatch.setattr(embed_module, "PADDING_FREE_MIN_TOKENS", 1)
+    batches = free._batches(order, lengths, 8)
+    assert all(len(set(lengths[b])) == 1 for b in batches) and sorted(np.concatenate(batches)) == list(range(6))
+    assert sorted(len(b) for b in batches) == [1, 1, 2, 2]  # the repeated texts pair up
+    assert [len(b) for b in padded._batches(order, lengths, 4)] == [4, 2]
+    np.testing.assert_allclose(
+        free.encode(texts, batch_size=8, progress=False), padded.encode(texts, batch_size=8, progress=False), atol=1e-5
+    )
+
+
 def test_truncation_keeps_the_latest_tokens(tiny_model):
     embedder = Embedder(str(tiny_model), dtype="fp32", max_length=8)
     ids = embedder.tokenizer(TEXTS[2], add_special_tokens=False)["input_ids"]
