@@ -6,7 +6,8 @@ grad clip 1.0), a few optimizer steps each. Each configuration runs in a fresh p
 last: in one shared process the configuration that ran second looked up to 1.5x faster than the
 same one run first (allocator and kernel state carried over), whichever it was. Compared:
 - ours (TRL SFTTrainer via llm4es_hf.train) against a minimal hand-written PyTorch loop, both
-  in the same precision: useful (non-padding) tokens/s, target ratio >= 0.9;
+  in the same precision and the same batching (padded batches; one user per pass): useful
+  (non-padding) tokens/s, target ratio >= 0.9;
 - plain padding against the padding-free ways, on the real MovieLens length distribution
   (target >= 1.5): packing (TRL bfd: full rows, position ids reset per user) and one user per
   micro-batch with gradient accumulation (same users per optimizer step, no pad token and no
@@ -41,12 +42,17 @@ from llm4es_hf.serialize import Serializer, load_tokenizer  # noqa: E402
 from llm4es_hf.sources import load_source  # noqa: E402
 from llm4es_hf.train import LLM4ESSFTConfig, cpu_supports_bf16, tokenize_for_lm  # noqa: E402
 
+CONFIGS = ("hand", "hand-micro", "padded", "packed", "grouped", "micro", "fp32")
 OPTIM = {"lr": 5e-5, "betas": (0.9, 0.95), "eps": 1e-5, "weight_decay": 1e-6}
 
 
-def hand_loop(model_path: str, batches: list[list[list[int]]], pad_id: int, bf16: bool) -> tuple[int, float, float]:
-    """The minimal loop: pad right, mask pads out of the labels, autocast, AdamW, clip.
-    Returns (tokens, seconds) of the steps after the first, and the last loss."""
+def hand_loop(
+    model_path: str, batches: list[list[list[int]]], pad_id: int, bf16: bool, micro: bool = False
+) -> tuple[int, float, float]:
+    """The minimal loop: pad right, mask pads out of the labels, autocast, AdamW, clip. With
+    ``micro`` each user is its own forward/backward (no pad), losses weighted by predicted
+    tokens so the step equals the padded one. Returns (tokens, seconds) of the steps after the
+    first, and the last loss."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
@@ -55,21 +61,25 @@ def hand_loop(model_path: str, batches: list[list[list[int]]], pad_id: int, bf16
     optimizer = torch.optim.AdamW(model.parameters(), **OPTIM)
     tokens, loss, start = 0, float("nan"), 0.0
     for step, rows in enumerate(batches):
-        width = max(len(r) for r in rows)
-        ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows])
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-        labels = ids.masked_fill(mask == 0, -100)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(input_ids=ids, attention_mask=mask, labels=labels)
-        out.loss.backward()
+        predicted = sum(len(r) - 1 for r in rows)
+        loss = 0.0
+        for group in [[r] for r in rows] if micro else [rows]:
+            width = max(len(r) for r in group)
+            ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in group])
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in group])
+            labels = ids.masked_fill(mask == 0, -100)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(input_ids=ids, attention_mask=mask, labels=labels)
+            share = sum(len(r) - 1 for r in group) / predicted
+            (out.loss * share).backward()
+            loss += float(out.loss) * share
+            if step:
+                tokens += int(mask.sum())
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
-        loss = float(out.loss)
         if step == 0:
             start = time.perf_counter()
-        else:
-            tokens += int(mask.sum())
     return tokens, time.perf_counter() - start, loss
 
 
@@ -140,13 +150,11 @@ def main() -> None:
     parser.add_argument(
         "--runs",
         nargs="+",
-        default=["hand", "padded", "packed", "grouped", "micro", "fp32"],
-        choices=["hand", "padded", "packed", "grouped", "micro", "fp32"],
+        default=list(CONFIGS),
+        choices=CONFIGS,
         help="which configurations to time (padded is always the baseline)",
     )
-    parser.add_argument(
-        "--only", choices=["hand", "padded", "packed", "grouped", "micro", "fp32"], help=argparse.SUPPRESS
-    )
+    parser.add_argument("--only", choices=CONFIGS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if "padded" not in args.runs and not args.only:
         parser.error("--runs must include padded (the baseline of every ratio)")
@@ -181,14 +189,17 @@ def main() -> None:
 
     runs = [
         (f"hand-written loop ({precision})", lambda: hand_loop(model_path, batches, pad, bf16)),
+        (
+            f"hand-written loop, one user per pass ({precision})",
+            lambda: hand_loop(model_path, batches, pad, bf16, True),
+        ),
         (f"ours, padding ({precision})", trl()),
         (f"ours, packed ({precision})", trl(packing=True)),
         (f"ours, grouped by length ({precision})", trl(strategy="group_by_length")),
         (f"ours, one user per micro-batch ({precision})", trl(batch_size=1, accumulation=args.batch_size)),
         ("ours, padding (fp32)", trl(bf16=False)),
     ]
-    keys = ["hand", "padded", "packed", "grouped", "micro", "fp32"]
-    by_key = dict(zip(keys, runs, strict=True))
+    by_key = dict(zip(CONFIGS, runs, strict=True))
     if args.only:
         tokens, seconds, loss = by_key[args.only][1]()
         print(json.dumps({"tokens": tokens, "seconds": seconds, "loss": loss, "peak_rss_mb": peak_rss_mb()}))
@@ -229,6 +240,7 @@ def main() -> None:
         micro_batches_over_padding=over("micro", "padded"),
         grouped_over_padding=over("grouped", "padded"),
         framework_over_hand_loop=over("padded", "hand"),
+        framework_over_hand_loop_micro_batches=over("micro", "hand-micro"),
         bf16_over_fp32=over("padded", "fp32") if bf16 else None,
         loss_bf16=round(results["padded"][1], 4),
         loss_fp32=round(results["fp32"][1], 4) if "fp32" in results else None,
