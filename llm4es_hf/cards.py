@@ -7,16 +7,15 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .assets import template_path
+from .assets import is_hub_repo_id, template_path
 
 MAX_LOSS_POINTS = 20
 
 
 def _hub_ids(corpora: list[str]) -> list[str]:
     """Corpora that look like Hub data set ids (org/name and not a local folder)."""
-    return [
-        c.split(":")[0] for c in corpora if c and "/" in c and not Path(c.split(":")[0]).exists() and c.count("/") == 1
-    ]
+    names = [c.split(":")[0] for c in corpora if c]
+    return [name for name in names if is_hub_repo_id(name)]
 
 
 def write_model_card(
@@ -25,7 +24,7 @@ def write_model_card(
     """Write README.md (metadata + text) into a saved model folder and return the card."""
     base = info.get("base_model")
     card_data = ModelCardData(
-        base_model=base if base and "/" in base and not Path(base).exists() else None,
+        base_model=base if base and is_hub_repo_id(base) else None,
         datasets=_hub_ids(info.get("corpora", [])) or None,
         library_name="transformers",
         pipeline_tag="feature-extraction",

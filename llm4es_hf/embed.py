@@ -333,10 +333,3 @@ def embedding_settings(model_dir: str | Path) -> dict[str, Any]:
 
     path = model_file(model_dir, "llm4es_embedding.json")
     return json.loads(path.read_text()) if path is not None else {}
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
-
-    try:  # a Hub model id
-        return json.loads(Path(hf_hub_download(str(model_dir), "llm4es_embedding.json")).read_text())
-    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError):
-        return {}

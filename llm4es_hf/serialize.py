@@ -404,7 +404,7 @@ def serialize_users_rowwise(
     """LLM4ES texts built with Python loops per user and per event, as the authors' code does."""
     shown = schema.text_fields
     codes = {spec.name: schema.code_map(spec) if spec.kind == "category" else {} for spec in shown}
-    header = "|".join(spec.header for spec in shown)
+    header = "|".join(schema.headers)
     texts = []
     for user in users:
         n = len(user[shown[0].name])
