@@ -13,7 +13,8 @@ same one run first (allocator and kernel state carried over), whichever it was. 
   micro-batch with gradient accumulation (same users per optimizer step, no pad token and no
   attention across users, the cheap padding-free way where there is no varlen attention
   kernel, as on CPU); and length-grouped batches;
-- bf16 autocast against fp32: tokens/s and the loss after the same steps.
+- bf16 autocast against fp32: tokens/s and the loss after the same steps;
+- the model's own loss (our CPU default) against TRL's fused, chunked LM head (`fused`).
 Peak RSS per configuration is reported. Last line: one JSON object, ratio = the faster
 padding-free way over plain padding (`ours_is` names it; both ratios are reported).
 
@@ -42,7 +43,7 @@ from llm4es_hf.serialize import Serializer, load_tokenizer  # noqa: E402
 from llm4es_hf.sources import load_source  # noqa: E402
 from llm4es_hf.train import LLM4ESSFTConfig, cpu_supports_bf16, tokenize_for_lm  # noqa: E402
 
-CONFIGS = ("hand", "hand-micro", "padded", "packed", "grouped", "micro", "fp32")
+CONFIGS = ("hand", "hand-micro", "padded", "packed", "grouped", "micro", "fp32", "fused")
 OPTIM = {"lr": 5e-5, "betas": (0.9, 0.95), "eps": 1e-5, "weight_decay": 1e-6}
 
 
@@ -94,10 +95,12 @@ def ours(
     packing: bool = False,
     strategy: str = "sequential",
     accumulation: int = 1,
+    fused_lm_head: bool | None = None,
 ) -> tuple[int, float, float]:
-    """TRL SFTTrainer through our config: (tokens, seconds) of the steps after the first, last loss."""
+    """TRL SFTTrainer through our config and trainer: (tokens, seconds) of the steps after the first, last loss."""
     from transformers import AutoModelForCausalLM, TrainerCallback
-    from trl import SFTTrainer
+
+    from llm4es_hf.train import LLM4ESSFTTrainer
 
     marks: list[tuple[float, int]] = []
 
@@ -132,8 +135,9 @@ def ours(
             include_num_input_tokens_seen="non_padding",  # True counts pads too
             disable_tqdm=True,
             dataloader_drop_last=False,
+            fused_lm_head=fused_lm_head,
         )
-        trainer = SFTTrainer(
+        trainer = LLM4ESSFTTrainer(
             model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[StepClock()]
         )
         trainer.train()
@@ -198,6 +202,7 @@ def main() -> None:
         (f"ours, grouped by length ({precision})", trl(strategy="group_by_length")),
         (f"ours, one user per micro-batch ({precision})", trl(batch_size=1, accumulation=args.batch_size)),
         ("ours, padding (fp32)", trl(bf16=False)),
+        (f"ours, padding, TRL fused LM head ({precision})", trl(fused_lm_head=True)),
     ]
     by_key = dict(zip(CONFIGS, runs, strict=True))
     if args.only:
@@ -242,6 +247,7 @@ def main() -> None:
         framework_over_hand_loop=over("padded", "hand"),
         framework_over_hand_loop_micro_batches=over("micro", "hand-micro"),
         bf16_over_fp32=over("padded", "fp32") if bf16 else None,
+        model_loss_over_trl_fused_head=over("padded", "fused"),
         loss_bf16=round(results["padded"][1], 4),
         loss_fp32=round(results["fp32"][1], 4) if "fp32" in results else None,
         peak_rss_mb=peaks,

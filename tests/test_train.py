@@ -118,6 +118,26 @@ def test_full_run_changes_weights_and_saves_card(tmp_path, tiny_model, tiny_corp
     assert "hidden_states[k:]" in card or "layers k..L" in card
 
 
+def test_plain_loss_path_matches_trl_fused_head(tmp_path, tiny_model, tiny_corpus):
+    """fused_lm_head=False (the CPU default) trains exactly like TRL's fused head: same loss, same
+    token-weighted accumulation over users of different lengths, so the same weights after 2 SGD steps."""
+    runs = {}
+    for fused in ("true", "false"):
+        out = tmp_path / f"fused-{fused}"
+        args = ["--corpus", str(tiny_corpus), "--model_name_or_path", str(tiny_model), "--output_dir", str(out)]
+        args += [*FAST, "--max_steps", "2", "--per_device_train_batch_size", "1"]
+        args += ["--gradient_accumulation_steps", "3", "--fused_lm_head", fused, "--optim", "sgd"]
+        assert sft_recipe.main(args) == 0
+        info = json.loads((out / "llm4es_training.json").read_text())
+        runs[fused] = (weights(out), [e["loss"] for e in info["loss_curve"]])
+    assert runs["true"][1] == pytest.approx(runs["false"][1], rel=1e-4)
+    base = weights(tiny_model)
+    for name, fused_weight in runs["true"][0].items():
+        plain_weight = runs["false"][0][name]
+        assert torch.allclose(fused_weight, plain_weight, atol=1e-6), name  # SGD: a wrong scale would show
+    assert changed(base, runs["false"][0])
+
+
 def test_lora_run_merges_adapter(tmp_path, tiny_model, tiny_corpus):
     out = tmp_path / "lora"
     code = sft_recipe.main(
@@ -230,17 +250,16 @@ def test_empty_texts_and_unknown_yaml_keys(tmp_path, tiny_model, capsys):
 DDP_SCRIPT = """
 import hashlib, json, os, sys
 import torch
-from trl import SFTTrainer
 import llm4es_hf.train as train
 
 out = sys.argv[1]
 rank = int(os.environ.get("RANK", "0"))
 seen = []
-original = SFTTrainer.compute_loss
+original = train.LLM4ESSFTTrainer.compute_loss
 def recording(self, model, inputs, *args, **kwargs):
     seen.append(hashlib.sha1(inputs["input_ids"].numpy().tobytes()).hexdigest())
     return original(self, model, inputs, *args, **kwargs)
-SFTTrainer.compute_loss = recording
+train.LLM4ESSFTTrainer.compute_loss = recording
 saver = train.save_trained_model
 def recording_save(trainer, output_dir, **kwargs):
     params = trainer.accelerator.unwrap_model(trainer.model).state_dict()
