@@ -426,6 +426,7 @@ def _hyperparameters(training_args: Any, model_args: Any, script_args: SFTScript
         "bf16",
         "fp16",
         "gradient_checkpointing",
+        "fused_lm_head",
         "seed",
     ]
     out = {k: getattr(training_args, k, None) for k in keys}
