@@ -29,7 +29,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from .errors import Llm4esError
-from .metrics import BACKENDS, Scorer
+from .metrics import BACKENDS, Scorer, paired_bootstrap
 
 # LightGBM's OpenMP threads spin while waiting; on a busy 2-core machine that made each fit 10-100x
 # slower (measured: 8.4 s instead of 0.6 s). Passive waiting is read once, when libgomp starts: torch
@@ -326,9 +326,14 @@ class ScoreRow:
     test_mean: float
     test_std: float
     test_ci95: tuple[float, float]
+    pooled_valid: float
     delta: float | None = None
     t_statistic: float | None = None
     p_value: float | None = None
+    test_users_p: float | None = None
+    pooled_delta: float | None = None
+    pooled_delta_ci95: tuple[float, float] | None = None
+    pooled_p: float | None = None
 
     @property
     def name(self) -> str:
@@ -385,19 +390,32 @@ class EvaluationReport:
             f"test {self.n_test:,} from {split.get(self.split, self.split)}; seed {self.seed})",
             f"- classes: {', '.join(self.classes)}" + (f" (positive: {self.positive})" if self.positive else ""),
             f"- metric backend: {self.metric_backend}",
-            f"- test scores: the {self.folds} fold models on the test users; Δ and p (paired t-test over the fold "
-            f"models) against `{self.baseline}`",
+            f"- valid, test: mean ± std of the {self.folds} fold models on their validation fold and on the test "
+            "users; out-of-fold: the fold models' predictions pooled over all the train users",
+            f"- against `{self.baseline}`: Δ test with two p-values, over the fold models (paired t-test: training "
+            "noise only, the test users are shared) and over the test users (paired bootstrap of the fold models' "
+            f"mean prediction); Δ out-of-fold with the paired bootstrap over the {self.n_train:,} train users, the "
+            "better-powered comparison",
             "",
-            "| features | model | dims | valid | test | test 95% CI | Δ test | p |",
-            "|---|---|---:|---|---|---|---:|---:|",
+            "| features | model | dims | valid | test | test 95% CI | Δ test | p folds | p users "
+            "| out-of-fold | Δ out-of-fold [95% CI] | p |",
+            "|---|---|---:|---|---|---|---:|---:|---:|---:|---|---:|",
         ]
+
+        def p_text(value: float | None) -> str:
+            return "—" if value is None else f"{value:.3g}"
+
         for row in self.rows:
             delta = "—" if row.delta is None else f"{row.delta:+.4f}"
-            p = "—" if row.p_value is None else f"{row.p_value:.3g}"
+            pooled = "—"
+            if row.pooled_delta is not None and row.pooled_delta_ci95 is not None:
+                low, high = row.pooled_delta_ci95
+                pooled = f"{row.pooled_delta:+.4f} [{low:+.4f}, {high:+.4f}]"
             lines.append(
                 f"| {row.features} | {row.model} | {row.n_features:,} | {row.valid_mean:.4f} ± {row.valid_std:.4f} "
                 f"| {row.test_mean:.4f} ± {row.test_std:.4f} | [{row.test_ci95[0]:.4f}, {row.test_ci95[1]:.4f}] "
-                f"| {delta} | {p} |"
+                f"| {delta} | {p_text(row.p_value)} | {p_text(row.test_users_p)} | {row.pooled_valid:.4f} "
+                f"| {pooled} | {p_text(row.pooled_p)} |"
             )
         if self.notes:
             lines += ["", "Notes:", *[f"- {note}" for note in self.notes]]
@@ -681,6 +699,7 @@ def evaluate_features(
 
     scorer = Scorer(task, metric_backend)
     rows = []
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, (ids, matrix) in tables.items():
         matrix = _rows(matrix, _positions(ids, common))
         matrix, constant = _drop_constant(matrix, name)
@@ -689,11 +708,14 @@ def evaluate_features(
             notes.append(f"{name}: dropped {constant:,} constant column(s) of {matrix.shape[1] + constant:,}")
         for model_name in models:
             params = (model_params or {}).get(model_name)
-            row, caught = _score(name, model_name, matrix, y, fold_pairs, test_idx, task, scorer, seed, n_jobs, params)
+            row_name = f"{name}/{model_name}"
+            row, caught, predictions[row_name] = _score(
+                name, model_name, matrix, y, fold_pairs, test_idx, task, scorer, seed, n_jobs, params
+            )
             rows.append(row)
             notes += [f"{row.name}: {message}" for message in caught]
 
-    base = _compare(rows, baseline)
+    base = _compare(rows, baseline, predictions, y, train_idx, test_idx, scorer.name, seed)
     return EvaluationReport(
         target=target,
         task=task,
@@ -828,8 +850,12 @@ def _score(
     seed: int,
     n_jobs: int,
     params: Mapping[str, Any] | None,
-) -> tuple[ScoreRow, list[str]]:
+) -> tuple[ScoreRow, list[str], tuple[np.ndarray, np.ndarray]]:
     """Fit one model per fold; score it on its validation fold and on the test users.
+
+    Also returns the predictions the paired comparisons need: out-of-fold on the train users
+    (each user predicted by the one model that did not see it) and the fold models' mean on the
+    test users. For a multiclass task both are class probabilities, in the order of ``y``'s codes.
 
     BLAS runs single-threaded here: L-BFGS works on vectors of a few thousand numbers, where
     a second OpenBLAS thread cannot help, and on a busy 2-core machine its spin-waiting made
@@ -840,14 +866,20 @@ def _score(
 
     valid_scores, test_scores, messages = [], [], []
     x_test = _rows(matrix, test_idx)
+    shape = (len(y),) if task == "binary" else (len(y), int(y.max()) + 1)
+    out_of_fold, test_mean_prediction = np.zeros(shape), np.zeros((len(test_idx), *shape[1:]))
     for fit, valid in fold_pairs:
         model = make_model(model_name, task, seed=seed, n_jobs=n_jobs, sparse=sp.issparse(matrix), params=params)
         with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1, user_api="blas"):
             warnings.simplefilter("always", ConvergenceWarning)
             model.fit(_rows(matrix, fit), y[fit])
-            valid_scores.append(scorer(y[valid], _predict(model, _rows(matrix, valid), task)))
-            test_scores.append(scorer(y[test_idx], _predict(model, x_test, task)))
+            out_of_fold[valid] = _predict(model, _rows(matrix, valid), task, shape)
+            tested = _predict(model, x_test, task, shape)
+        test_mean_prediction += tested / len(fold_pairs)
+        valid_scores.append(scorer(y[valid], _decide(out_of_fold[valid], task)))
+        test_scores.append(scorer(y[test_idx], _decide(tested, task)))
         messages += [str(w.message).split("\n")[0] for w in caught if issubclass(w.category, ConvergenceWarning)]
+    train_idx = np.concatenate([valid for _, valid in fold_pairs])
     valid_mean, valid_std, _ = _summary(valid_scores)
     test_mean, test_std, ci = _summary(test_scores)
     row = ScoreRow(
@@ -861,25 +893,55 @@ def _score(
         test_mean=test_mean,
         test_std=test_std,
         test_ci95=ci,
+        pooled_valid=scorer(y[train_idx], _decide(out_of_fold[train_idx], task)),
     )
-    return row, sorted(set(messages))
+    return row, sorted(set(messages)), (out_of_fold, test_mean_prediction)
 
 
-def _predict(model: Any, matrix: Matrix, task: str) -> np.ndarray:
+def _predict(model: Any, matrix: Matrix, task: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Positive-class scores (binary) or probabilities over all of ``y``'s codes (multiclass)."""
+    proba = model.predict_proba(matrix)
     if task == "binary":
-        return model.predict_proba(matrix)[:, 1]
-    return np.asarray(model.predict(matrix))
+        return proba[:, 1]
+    full = np.zeros((proba.shape[0], shape[1]))
+    full[:, np.asarray(model.classes_, dtype=int)] = proba
+    return full
 
 
-def _compare(rows: list[ScoreRow], baseline: str | None) -> str:
-    """Δ test mean and a paired t-test (over the fold models' test scores) of each row vs the baseline."""
+def _decide(prediction: np.ndarray, task: str) -> np.ndarray:
+    """What the metric takes: the scores themselves (ROC-AUC) or the most probable class (accuracy)."""
+    return prediction if task == "binary" else prediction.argmax(axis=1)
+
+
+def _compare(
+    rows: list[ScoreRow],
+    baseline: str | None,
+    predictions: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    metric: str,
+    seed: int,
+) -> str:
+    """Each row against the baseline: Δ test with a paired t-test over the fold models and a
+    paired bootstrap over the test users, and Δ out-of-fold with a paired bootstrap over the
+    train users."""
     from scipy import stats
 
     base = next((row for row in rows if baseline in (row.name, row.features)), rows[0])
+    base_oof, base_test = predictions[base.name]
+    task = "binary" if base_oof.ndim == 1 else "multiclass"
     for row in rows:
         if row is base:
             continue
         row.delta = row.test_mean - base.test_mean
+        oof, test = predictions[row.name]
+        on_test = paired_bootstrap(metric, y[test_idx], _decide(test, task), _decide(base_test, task), seed=seed)
+        pooled = paired_bootstrap(
+            metric, y[train_idx], _decide(oof[train_idx], task), _decide(base_oof[train_idx], task), seed=seed
+        )
+        row.test_users_p = on_test.p_value
+        row.pooled_delta, row.pooled_delta_ci95, row.pooled_p = pooled.delta, pooled.ci95, pooled.p_value
         differences = np.asarray(row.test_scores) - np.asarray(base.test_scores)
         if np.allclose(differences, differences[0]):
             row.t_statistic, row.p_value = None, None

@@ -172,14 +172,19 @@ def quickstart(config: QuickstartConfig) -> dict:
     lap("index")
 
     table = Table(title=f"MovieLens-100K {config.target}: test {report.metric_label} (mean ± std of 5 fold models)")
-    for column in ("features", "model", "test", "valid"):
+    for column in ("features", "model", "test", "valid", "out-of-fold", f"Δ out-of-fold vs {report.baseline} [95% CI]"):
         table.add_column(column)
     for row in report.rows:
+        gain = "—"
+        if row.pooled_delta is not None and row.pooled_delta_ci95 is not None:
+            gain = f"{row.pooled_delta:+.3f} [{row.pooled_delta_ci95[0]:+.3f}, {row.pooled_delta_ci95[1]:+.3f}]"
         table.add_row(
             row.features,
             row.model,
             f"{row.test_mean:.3f} ± {row.test_std:.3f}",
             f"{row.valid_mean:.3f} ± {row.valid_std:.3f}",
+            f"{row.pooled_valid:.3f}",
+            gain,
         )
     console.print(table)
     results = {
@@ -188,6 +193,7 @@ def quickstart(config: QuickstartConfig) -> dict:
         "stages": timings,
         "training": training["training"],
         "scores": {f"{row.features}/{row.model}": round(row.test_mean, 4) for row in report.rows},
+        "out_of_fold": {f"{row.features}/{row.model}": round(row.pooled_valid, 4) for row in report.rows},
         "model": str(model_dir),
         "report": str(out / "evaluation" / "report.md"),
         "index": str(index_dir),

@@ -312,6 +312,75 @@ def test_metric_backends_agree():
     assert accuracy(classes, predicted) == pytest.approx(np.mean(classes == predicted))
 
 
+def test_weighted_metrics_match_sklearn_with_repeats():
+    from sklearn.metrics import roc_auc_score
+
+    from llm4es_hf.metrics import _weighted_metric
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 60)
+    scores = np.round(rng.random(60), 1)  # many ties, counted half as sklearn does
+    counts = rng.integers(0, 4, size=(3, 60)).astype(float)
+    counts[0] = 1.0
+    auc = _weighted_metric("roc_auc", y, scores, counts)
+    for row, weights in zip(auc, counts, strict=True):
+        repeated = np.repeat(np.arange(60), weights.astype(int))
+        assert row == pytest.approx(roc_auc_score(y[repeated], scores[repeated]))
+    classes, predicted = rng.integers(0, 3, 60), rng.integers(0, 3, 60)
+    accuracy = _weighted_metric("accuracy", classes, predicted, counts)
+    repeated = np.repeat(np.arange(60), counts[2].astype(int))
+    assert accuracy[0] == pytest.approx(np.mean(classes == predicted))
+    assert accuracy[2] == pytest.approx(np.mean(classes[repeated] == predicted[repeated]))
+
+
+def test_paired_bootstrap_tells_a_real_gain_from_noise():
+    from llm4es_hf.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 800)
+    weak = y * 0.3 + rng.normal(size=800)
+    strong = y * 1.0 + rng.normal(size=800)
+    gain = paired_bootstrap("roc_auc", y, strong, weak)
+    assert gain.delta > 0.1 and gain.ci95[0] > 0.05 and gain.p_value == 1.0 / gain.resamples
+    twin = weak + rng.normal(scale=0.3, size=800)  # as good as weak, not the same
+    same = paired_bootstrap("roc_auc", y, twin, weak)
+    assert same.ci95[0] < 0 < same.ci95[1] and same.p_value > 0.05
+    assert paired_bootstrap("roc_auc", y, weak, weak).p_value == 1.0
+    assert paired_bootstrap("roc_auc", y, weak, strong).delta == pytest.approx(-gain.delta)
+    with pytest.raises(Llm4esError, match="same users: 800 references, 800 and 10"):
+        paired_bootstrap("roc_auc", y, weak, weak[:10])
+    with pytest.raises(Llm4esError, match="unknown metric 'f1'"):
+        paired_bootstrap("f1", y, weak, weak)
+
+
+def test_out_of_fold_comparison_finds_the_better_feature_set():
+    ids, x, labels = planted(n=600, signal=1.0, seed=5)
+    rng = np.random.default_rng(6)
+    noise = rng.normal(size=x.shape).astype(np.float32)
+    report = evaluate_features(
+        {"signal": (ids, x), "noise": (ids, noise), "other_noise": (ids, noise[:, ::-1] + 0.1 * x[:, 1:2])},
+        labels,
+        "y",
+        models=["logreg"],
+        baseline="noise",
+    )
+    signal, other = report.row("signal"), report.row("other_noise")
+    assert report.row("noise").pooled_delta is None
+    assert signal.pooled_valid > 0.65 and signal.pooled_delta_ci95[0] > 0.1 and signal.pooled_p < 0.01
+    assert signal.pooled_p < signal.test_users_p  # 60 test users cannot tell as surely as 540 train users
+    assert other.pooled_delta_ci95[0] < 0 < other.pooled_delta_ci95[1] and other.pooled_p > 0.05
+    multi_ids, multi_x, multi_labels = planted(n=450, classes=3, signal=3.0)
+    multi = evaluate_features(
+        {"signal": (multi_ids, multi_x), "noise": (multi_ids, noise[:450])},
+        multi_labels,
+        "y",
+        models=["logreg"],
+        baseline="noise",
+    )
+    assert multi.metric == "accuracy" and multi.row("signal").pooled_delta > 0.3
+    assert multi.row("signal").pooled_valid == pytest.approx(np.mean(multi.row("signal").valid_scores), abs=0.02)
+
+
 def test_metric_fallback_to_sklearn(monkeypatch):
     from llm4es_hf import metrics
 
@@ -345,11 +414,16 @@ def test_report_outputs(tmp_path):
         kinds={"aggregates": "baseline", "llm4es": "embeddings"},
     )
     markdown = report.to_markdown()
-    assert "| features | model | dims | valid | test | test 95% CI | Δ test | p |" in markdown
+    assert (
+        "| features | model | dims | valid | test | test 95% CI | Δ test | p folds | p users "
+        "| out-of-fold | Δ out-of-fold [95% CI] | p |" in markdown
+    )
     assert "| llm4es | lightgbm | 8 |" in markdown and "metric backend: scikit-learn" in markdown
     data = json.loads(report.to_json())
     assert data["metric"] == "roc_auc" and len(data["rows"]) == 4
     assert data["rows"][2]["delta"] > 0.2 and data["rows"][0]["p_value"] is None
+    assert data["rows"][0]["pooled_delta"] is None and data["rows"][2]["pooled_delta_ci95"][0] > 0.2
+    assert data["rows"][2]["test_users_p"] < 0.01
     png = report.plot(tmp_path / "plots" / "report.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = report.to_eval_results("llm4es-movielens", "org/corpus")

@@ -38,6 +38,8 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     assert set(results["stages"]) == {"corpus", "fine-tuning", "embedding", "evaluation", "index"}
     assert {"aggregates/lightgbm", "frozen-smollm2/lightgbm", "llm4es-finetuned/lightgbm"} <= set(results["scores"])
     assert all(0.0 <= v <= 1.0 for v in results["scores"].values())
+    assert set(results["out_of_fold"]) == set(results["scores"])
+    assert "Δ out-of-fold [95% CI]" in (tmp_path / "evaluation" / "report.md").read_text()
     model = tmp_path / "model"
     assert (model / "modules.json").exists() and (model / "model.safetensors").exists()
     card = ModelCard.load(model / "README.md")
