@@ -6,6 +6,8 @@ folds on the train users, LightGBM and logistic regression:
 - frozen SmolLM2 embeddings (layers k..L, mean over tokens);
 - LLM4ES fine-tuned: full and/or LoRA, on the plain (serialized) or enriched corpus;
 - bag + the frozen model and bag + each LLM4ES model (balanced concatenation).
+Every row is compared with the frozen model, then each fine-tuned model with the aggregates and
+each ensemble with the bag alone (paired bootstraps over the test and the train users).
 Prints the table; last line one JSON object, ratio = best fine-tuned over frozen (LightGBM, on
 the test users), with the better-powered check of the same pair: the gain in out-of-fold
 ROC-AUC over all the train users, its paired-bootstrap 95% CI and p.
@@ -131,7 +133,10 @@ def main() -> None:
         ids, matrix, _ = concat_features({"bag": sets["bag"], name: sets[name]})
         sets[combo], kinds[combo] = (ids, matrix), "ensemble"
     result = evaluate_features(sets, labels, args.target, baseline="frozen/lightgbm", kinds=kinds)
-    markdown = result.to_markdown()
+    pairs = [(f"{name}/lightgbm", "aggregates/lightgbm") for name in files if name != "frozen"]
+    pairs += [(f"bag+{name}/{model}", f"bag/{model}") for name in files for model in ("lightgbm", "logreg")]
+    comparisons = [result.compare(first, second) for first, second in pairs]
+    markdown = result.to_markdown() + comparison_table(comparisons)
     print(markdown)
     (out / "report.md").write_text(markdown)
     (out / "report.json").write_text(result.to_json())
@@ -158,7 +163,29 @@ def main() -> None:
         test_users_p=best_row.test_users_p if best_row else None,
         scores=scores,
         out_of_fold={row.name: round(row.pooled_valid, 4) for row in result.rows},
+        gains={
+            f"{c.first} vs {c.second}": {"out_of_fold": round(c.out_of_fold.delta, 4), "p": c.out_of_fold.p_value}
+            for c in comparisons
+        },
     )
+
+
+def comparison_table(comparisons: list) -> str:
+    """Markdown: each pair's paired-bootstrap gain over the test users and out-of-fold over the train users."""
+    lines = [
+        "",
+        "Does it add? Paired bootstraps (users resampled within class, 2,000 times):",
+        "",
+        "| features | against | Δ test users [95% CI] | p | Δ out-of-fold [95% CI] | p |",
+        "|---|---|---|---:|---|---:|",
+    ]
+    for c in comparisons:
+        cells = [
+            f"{d.delta:+.4f} [{d.ci95[0]:+.4f}, {d.ci95[1]:+.4f}] | {d.p_value:.3g}"
+            for d in (c.test_users, c.out_of_fold)
+        ]
+        lines.append(f"| {c.first} | {c.second} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from .errors import Llm4esError
-from .metrics import BACKENDS, Scorer, paired_bootstrap
+from .metrics import BACKENDS, PairedDifference, Scorer, paired_bootstrap
 
 # LightGBM's OpenMP threads spin while waiting; on a busy 2-core machine that made each fit 10-100x
 # slower (measured: 8.4 s instead of 0.6 s). Passive waiting is read once, when libgomp starts: torch
@@ -341,6 +341,29 @@ class ScoreRow:
 
 
 @dataclass
+class Comparison:
+    """``first`` against ``second`` (rows ``features/model``) on the same users."""
+
+    first: str
+    second: str
+    test_users: PairedDifference
+    out_of_fold: PairedDifference
+
+
+@dataclass
+class _Predictions:
+    """What paired comparisons need and the JSON report leaves out: every row's predictions."""
+
+    y: np.ndarray
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    task: str
+    metric: str
+    seed: int
+    by_row: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
 class EvaluationReport:
     """Scores of every feature set and model, and what was evaluated on which users."""
 
@@ -360,6 +383,7 @@ class EvaluationReport:
     rows: list[ScoreRow]
     feature_sets: dict[str, dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    predictions: _Predictions | None = field(default=None, repr=False, compare=False)
 
     @property
     def metric_label(self) -> str:
@@ -372,8 +396,36 @@ class EvaluationReport:
                 return row
         raise Llm4esError(f"no row {name!r}; rows: {[r.name for r in self.rows]}", key="baseline")
 
+    def compare(self, first: str, second: str) -> Comparison:
+        """Paired bootstraps of ``first`` against ``second`` (``features/model`` or ``features``):
+        over the test users (the fold models' mean prediction) and over the train users'
+        out-of-fold predictions. E.g. whether ``bag+llm4es/logreg`` adds to ``bag/logreg``."""
+        if self.predictions is None:
+            raise Llm4esError("this report has no predictions (it was loaded from JSON): evaluate again to compare")
+        one, other = self.row(first), self.row(second)
+        stored = self.predictions
+        (oof, test), (base_oof, base_test) = stored.by_row[one.name], stored.by_row[other.name]
+        train, tested = stored.train_idx, stored.test_idx
+
+        def bootstrap(users: np.ndarray, mine: np.ndarray, theirs: np.ndarray) -> PairedDifference:
+            return paired_bootstrap(
+                stored.metric,
+                stored.y[users],
+                _decide(mine, stored.task),
+                _decide(theirs, stored.task),
+                seed=stored.seed,
+            )
+
+        return Comparison(
+            first=one.name,
+            second=other.name,
+            test_users=bootstrap(tested, test, base_test),
+            out_of_fold=bootstrap(train, oof[train], base_oof[train]),
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, predictions=None))
+        data.pop("predictions")
         data["metric_label"] = self.metric_label
         return _json_safe(data)
 
@@ -715,8 +767,7 @@ def evaluate_features(
             rows.append(row)
             notes += [f"{row.name}: {message}" for message in caught]
 
-    base = _compare(rows, baseline, predictions, y, train_idx, test_idx, scorer.name, seed)
-    return EvaluationReport(
+    report = EvaluationReport(
         target=target,
         task=task,
         metric=scorer.name,
@@ -729,11 +780,14 @@ def evaluate_features(
         folds=folds,
         seed=seed,
         split=split_source,
-        baseline=base,
         rows=rows,
         feature_sets=info,
         notes=notes,
+        baseline=None,
+        predictions=_Predictions(y, train_idx, test_idx, task, scorer.name, seed, predictions),
     )
+    report.baseline = _compare(report, baseline)
+    return report
 
 
 def _test_mask(
@@ -913,34 +967,21 @@ def _decide(prediction: np.ndarray, task: str) -> np.ndarray:
     return prediction if task == "binary" else prediction.argmax(axis=1)
 
 
-def _compare(
-    rows: list[ScoreRow],
-    baseline: str | None,
-    predictions: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    y: np.ndarray,
-    train_idx: np.ndarray,
-    test_idx: np.ndarray,
-    metric: str,
-    seed: int,
-) -> str:
+def _compare(report: EvaluationReport, baseline: str | None) -> str:
     """Each row against the baseline: Δ test with a paired t-test over the fold models and a
     paired bootstrap over the test users, and Δ out-of-fold with a paired bootstrap over the
     train users."""
     from scipy import stats
 
+    rows = report.rows
     base = next((row for row in rows if baseline in (row.name, row.features)), rows[0])
-    base_oof, base_test = predictions[base.name]
-    task = "binary" if base_oof.ndim == 1 else "multiclass"
     for row in rows:
         if row is base:
             continue
         row.delta = row.test_mean - base.test_mean
-        oof, test = predictions[row.name]
-        on_test = paired_bootstrap(metric, y[test_idx], _decide(test, task), _decide(base_test, task), seed=seed)
-        pooled = paired_bootstrap(
-            metric, y[train_idx], _decide(oof[train_idx], task), _decide(base_oof[train_idx], task), seed=seed
-        )
-        row.test_users_p = on_test.p_value
+        comparison = report.compare(row.name, base.name)
+        pooled = comparison.out_of_fold
+        row.test_users_p = comparison.test_users.p_value
         row.pooled_delta, row.pooled_delta_ci95, row.pooled_p = pooled.delta, pooled.ci95, pooled.p_value
         differences = np.asarray(row.test_scores) - np.asarray(base.test_scores)
         if np.allclose(differences, differences[0]):
@@ -964,7 +1005,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--baselines", nargs="*", default=[], choices=["aggregates", "bag"], help="built-in baselines (corpus only)"
     )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, help="downstream models")
-    parser.add_argument("--baseline", help="row for Δ and the t-test, e.g. aggregates/lightgbm (default: first row)")
+    parser.add_argument(
+        "--baseline",
+        help="row the others are compared with (Δ, paired t-test and bootstraps), e.g. aggregates/lightgbm "
+        "(default: first row)",
+    )
     parser.add_argument("--no-ensemble", action="store_true", help="several --embeddings: no concatenation row")
     parser.add_argument(
         "--ensembles",
@@ -1071,6 +1116,7 @@ __all__ = [
     "LGBM_BINARY",
     "LGBM_MULTICLASS",
     "MODELS",
+    "Comparison",
     "EvaluationReport",
     "Labels",
     "ScoreRow",

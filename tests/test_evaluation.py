@@ -378,6 +378,13 @@ def test_out_of_fold_comparison_finds_the_better_feature_set():
         baseline="noise",
     )
     assert multi.metric == "accuracy" and multi.row("signal").pooled_delta > 0.3
+    backwards = report.compare("noise/logreg", "signal")
+    assert backwards.first == "noise/logreg" and backwards.second == "signal/logreg"
+    assert backwards.out_of_fold.delta == pytest.approx(-signal.pooled_delta)
+    assert backwards.out_of_fold.p_value == signal.pooled_p and backwards.test_users.p_value == signal.test_users_p
+    assert "predictions" not in json.loads(report.to_json())
+    with pytest.raises(Llm4esError, match="no row 'bag'"):
+        report.compare("bag", "noise")
     assert multi.row("signal").pooled_valid == pytest.approx(np.mean(multi.row("signal").valid_scores), abs=0.02)
 
 
