@@ -6,14 +6,15 @@ folds on the train users, LightGBM and logistic regression:
 - frozen SmolLM2 embeddings (layers k..L, mean over tokens);
 - LLM4ES fine-tuned: full and/or LoRA, on the plain (serialized) or enriched corpus;
 - bag + the frozen model and bag + each LLM4ES model (balanced concatenation).
-Every row is compared with the frozen model, then each fine-tuned model with the aggregates and
-each ensemble with the bag alone (paired bootstraps over the test and the train users).
+Every row is compared with the frozen model, then each model with the aggregates and
+each ensemble with the bag alone and with bag + frozen (paired bootstraps over the test and the
+train users).
 Prints the table; last line one JSON object, ratio = best fine-tuned over frozen (LightGBM, on
 the test users), with the better-powered check of the same pair: the gain in out-of-fold
 ROC-AUC over all the train users, its paired-bootstrap 95% CI and p.
 
     python benchmarks/quality_movielens.py [--variants full-serialized lora-serialized full-enriched lora-enriched]
-        [--max-tokens 512 --train-steps 100 --target gender]
+        [--max-tokens 512 --train-steps 100 --target gender] [--embed-tokens 2048]
         [--schema recipes/movielens/schema.yaml]   # default: the compact layout ("title, stars" per rating)
 """
 
@@ -34,7 +35,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output-dir", default="outputs/quality-movielens")
     parser.add_argument("--target", default="gender")
-    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--max-tokens", type=int, default=512, help="per viewer in training (the most recent kept)")
+    parser.add_argument(
+        "--embed-tokens",
+        type=int,
+        help="per viewer when embedding (default: --max-tokens); e.g. train at 256 and embed the whole history at 2048",
+    )
     parser.add_argument("--train-steps", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--variants", nargs="*", default=["full-serialized"], choices=VARIANTS)
@@ -47,6 +53,7 @@ def main() -> None:
         "the baselines) or recipes/movielens/schema.yaml (date, title, genres, rating)",
     )
     args = parser.parse_args()
+    embed_tokens = args.embed_tokens or args.max_tokens
 
     import datasets
     from trl import ModelConfig
@@ -67,7 +74,7 @@ def main() -> None:
                 output_dir=str(corpus),
                 source="movielens",
                 schema=args.schema,
-                max_tokens=args.max_tokens,
+                max_tokens=max(args.max_tokens, embed_tokens),
                 split_label=args.target,
                 enrich_variants=["free:0.2", "markdown:0.2", "analysis:0.2"],
                 enrich_max_users=args.enrich_users,
@@ -82,7 +89,7 @@ def main() -> None:
     def embed(name: str, model: str) -> Path:
         path = out / f"{name}.parquet"
         if not path.exists():
-            vectors = embed_dataset(Embedder(model, max_length=args.max_tokens), texts, batch_size=args.batch_size)
+            vectors = embed_dataset(Embedder(model, max_length=embed_tokens), texts, batch_size=args.batch_size)
             save_embeddings(path, texts["user_id"], vectors, extra={"split": texts["split"]})
         return path
 
@@ -115,7 +122,7 @@ def main() -> None:
                 prog="quality",
             )
             run_sft(*parsed)
-            export_sentence_transformer(model_dir, max_length=args.max_tokens)
+            export_sentence_transformer(model_dir, max_length=embed_tokens)
         files[f"llm4es-{variant}"] = embed(f"llm4es-{variant}", str(model_dir))
 
     labels = load_labels(str(corpus))
@@ -133,8 +140,10 @@ def main() -> None:
         ids, matrix, _ = concat_features({"bag": sets["bag"], name: sets[name]})
         sets[combo], kinds[combo] = (ids, matrix), "ensemble"
     result = evaluate_features(sets, labels, args.target, baseline="frozen/lightgbm", kinds=kinds)
-    pairs = [(f"{name}/lightgbm", "aggregates/lightgbm") for name in files if name != "frozen"]
-    pairs += [(f"bag+{name}/{model}", f"bag/{model}") for name in files for model in ("lightgbm", "logreg")]
+    tuned_sets, models = [name for name in files if name != "frozen"], ("lightgbm", "logreg")
+    pairs = [(f"{name}/lightgbm", "aggregates/lightgbm") for name in files]
+    pairs += [(f"bag+{name}/{model}", f"bag/{model}") for name in files for model in models]
+    pairs += [(f"bag+{name}/{model}", f"bag+frozen/{model}") for name in tuned_sets for model in models]
     comparisons = [result.compare(first, second) for first, second in pairs]
     markdown = result.to_markdown() + comparison_table(comparisons)
     print(markdown)
@@ -152,6 +161,7 @@ def main() -> None:
         unit=result.metric,
         target=args.target,
         max_tokens=args.max_tokens,
+        embed_tokens=embed_tokens,
         train_steps=args.train_steps,
         ours=tuned[best] if best else None,
         ours_is=best,
