@@ -171,22 +171,28 @@ def quickstart(config: QuickstartConfig) -> dict:
     build_index_from_files(files["llm4es-finetuned"], index_dir, labels=corpus_dir, model=str(model_dir))
     lap("index")
 
-    table = Table(title=f"MovieLens-100K {config.target}: test {report.metric_label} (mean ± std of 5 fold models)")
-    for column in ("features", "model", "test", "valid", "out-of-fold", f"Δ out-of-fold vs {report.baseline} [95% CI]"):
-        table.add_column(column)
+    table = Table(
+        title=f"MovieLens-100K {config.target}: test {report.metric_label} (mean ± std of 5 fold models), "
+        f"out-of-fold over the train users, Δ OOF against {report.baseline} (paired bootstrap)",
+        show_edge=False,
+    )
+    for column in ("features", "model", "test", "out-of-fold", "Δ OOF", "p"):
+        table.add_column(column, no_wrap=True)
     for row in report.rows:
-        gain = "—"
-        if row.pooled_delta is not None and row.pooled_delta_ci95 is not None:
-            gain = f"{row.pooled_delta:+.3f} [{row.pooled_delta_ci95[0]:+.3f}, {row.pooled_delta_ci95[1]:+.3f}]"
         table.add_row(
             row.features,
             row.model,
             f"{row.test_mean:.3f} ± {row.test_std:.3f}",
-            f"{row.valid_mean:.3f} ± {row.valid_std:.3f}",
             f"{row.pooled_valid:.3f}",
-            gain,
+            "—" if row.pooled_delta is None else f"{row.pooled_delta:+.3f}",
+            "—" if row.pooled_p is None else f"{row.pooled_p:.2g}",
         )
     console.print(table)
+    gain = report.compare("llm4es-finetuned/lightgbm", "frozen-smollm2/lightgbm").out_of_fold
+    console.print(
+        f"fine-tuned vs frozen (LightGBM, out-of-fold): {gain.delta:+.3f} "
+        f"[95% CI {gain.ci95[0]:+.3f}, {gain.ci95[1]:+.3f}], p {gain.p_value:.2g}"
+    )
     results = {
         "config": asdict(config),
         "seconds": round(time.perf_counter() - started, 1),
@@ -194,6 +200,7 @@ def quickstart(config: QuickstartConfig) -> dict:
         "training": training["training"],
         "scores": {f"{row.features}/{row.model}": round(row.test_mean, 4) for row in report.rows},
         "out_of_fold": {f"{row.features}/{row.model}": round(row.pooled_valid, 4) for row in report.rows},
+        "finetuned_vs_frozen_out_of_fold": {"delta": round(gain.delta, 4), "ci95": gain.ci95, "p": gain.p_value},
         "model": str(model_dir),
         "report": str(out / "evaluation" / "report.md"),
         "index": str(index_dir),

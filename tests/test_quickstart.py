@@ -39,6 +39,9 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     assert {"aggregates/lightgbm", "frozen-smollm2/lightgbm", "llm4es-finetuned/lightgbm"} <= set(results["scores"])
     assert all(0.0 <= v <= 1.0 for v in results["scores"].values())
     assert set(results["out_of_fold"]) == set(results["scores"])
+    gain = results["finetuned_vs_frozen_out_of_fold"]
+    assert gain["ci95"][0] <= gain["delta"] <= gain["ci95"][1] and 0 < gain["p"] <= 1
+    assert "fine-tuned vs frozen (LightGBM, out-of-fold)" in out
     assert "Δ out-of-fold [95% CI]" in (tmp_path / "evaluation" / "report.md").read_text()
     model = tmp_path / "model"
     assert (model / "modules.json").exists() and (model / "model.safetensors").exists()
