@@ -401,7 +401,9 @@ class EvaluationReport:
         over the test users (the fold models' mean prediction) and over the train users'
         out-of-fold predictions. E.g. whether ``bag+llm4es/logreg`` adds to ``bag/logreg``."""
         if self.predictions is None:
-            raise Llm4esError("this report has no predictions (it was loaded from JSON): evaluate again to compare")
+            raise Llm4esError(
+                "this report holds no predictions (only evaluate_features keeps them): evaluate again to compare"
+            )
         one, other = self.row(first), self.row(second)
         stored = self.predictions
         (oof, test), (base_oof, base_test) = stored.by_row[one.name], stored.by_row[other.name]

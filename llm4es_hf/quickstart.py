@@ -191,7 +191,7 @@ def quickstart(config: QuickstartConfig) -> dict:
     gain = report.compare("llm4es-finetuned/lightgbm", "frozen-smollm2/lightgbm").out_of_fold
     console.print(
         f"fine-tuned vs frozen (LightGBM, out-of-fold): {gain.delta:+.3f} "
-        f"[95% CI {gain.ci95[0]:+.3f}, {gain.ci95[1]:+.3f}], p {gain.p_value:.2g}"
+        f"[{gain.ci95[0]:+.3f}, {gain.ci95[1]:+.3f}], p {gain.p_value:.2g}"
     )
     results = {
         "config": asdict(config),

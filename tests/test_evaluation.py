@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -385,6 +386,8 @@ def test_out_of_fold_comparison_finds_the_better_feature_set():
     assert "predictions" not in json.loads(report.to_json())
     with pytest.raises(Llm4esError, match="no row 'bag'"):
         report.compare("bag", "noise")
+    with pytest.raises(Llm4esError, match="holds no predictions"):
+        dataclasses.replace(report, predictions=None).compare("signal", "noise")
     assert multi.row("signal").pooled_valid == pytest.approx(np.mean(multi.row("signal").valid_scores), abs=0.02)
 
 
