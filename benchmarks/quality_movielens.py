@@ -145,7 +145,7 @@ def main() -> None:
     pairs += [(f"bag+{name}/{model}", f"bag/{model}") for name in files for model in models]
     pairs += [(f"bag+{name}/{model}", f"bag+frozen/{model}") for name in tuned_sets for model in models]
     comparisons = [result.compare(first, second) for first, second in pairs]
-    markdown = result.to_markdown() + comparison_table(comparisons)
+    markdown = result.to_markdown() + result.comparisons_markdown(comparisons)
     print(markdown)
     (out / "report.md").write_text(markdown)
     (out / "report.json").write_text(result.to_json())
@@ -154,8 +154,19 @@ def main() -> None:
     scores = {row.name: round(row.test_mean, 4) for row in result.rows}
     frozen = scores["frozen/lightgbm"]
     tuned = {k: v for k, v in scores.items() if k.startswith("llm4es") and k.endswith("/lightgbm")}
-    best = max(tuned, key=tuned.__getitem__) if tuned else None
-    best_row = result.row(best) if best else None
+    best: dict = {"ours": None, "ratio": None}
+    if tuned:
+        name = max(tuned, key=tuned.__getitem__)
+        row = result.row(name)
+        best = {
+            "ours": tuned[name],
+            "ours_is": name,
+            "ratio": round(tuned[name] / frozen, 4),
+            "out_of_fold_gain": round(row.pooled_delta, 4),
+            "out_of_fold_gain_ci95": [round(v, 4) for v in row.pooled_delta_ci95],
+            "out_of_fold_p": row.pooled_p,
+            "test_users_p": row.test_users_p,
+        }
     report(
         benchmark="quality_movielens",
         unit=result.metric,
@@ -163,14 +174,8 @@ def main() -> None:
         max_tokens=args.max_tokens,
         embed_tokens=embed_tokens,
         train_steps=args.train_steps,
-        ours=tuned[best] if best else None,
-        ours_is=best,
         baseline=frozen,
-        ratio=round(tuned[best] / frozen, 4) if best else None,
-        out_of_fold_gain=round(best_row.pooled_delta, 4) if best_row else None,
-        out_of_fold_gain_ci95=[round(v, 4) for v in best_row.pooled_delta_ci95] if best_row else None,
-        out_of_fold_p=best_row.pooled_p if best_row else None,
-        test_users_p=best_row.test_users_p if best_row else None,
+        **best,
         scores=scores,
         out_of_fold={row.name: round(row.pooled_valid, 4) for row in result.rows},
         gains={
@@ -178,24 +183,6 @@ def main() -> None:
             for c in comparisons
         },
     )
-
-
-def comparison_table(comparisons: list) -> str:
-    """Markdown: each pair's paired-bootstrap gain over the test users and out-of-fold over the train users."""
-    lines = [
-        "",
-        "Does it add? Paired bootstraps (users resampled within class, 2,000 times):",
-        "",
-        "| features | against | Δ test users [95% CI] | p | Δ out-of-fold [95% CI] | p |",
-        "|---|---|---|---:|---|---:|",
-    ]
-    for c in comparisons:
-        cells = [
-            f"{d.delta:+.4f} [{d.ci95[0]:+.4f}, {d.ci95[1]:+.4f}] | {d.p_value:.3g}"
-            for d in (c.test_users, c.out_of_fold)
-        ]
-        lines.append(f"| {c.first} | {c.second} | {cells[0]} | {cells[1]} |")
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

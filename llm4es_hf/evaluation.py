@@ -15,6 +15,7 @@ labels from a corpus folder or a table, built-in baselines, report.md/.json/.png
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -357,9 +358,6 @@ class _Predictions:
     y: np.ndarray
     train_idx: np.ndarray
     test_idx: np.ndarray
-    task: str
-    metric: str
-    seed: int
     by_row: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
@@ -410,13 +408,8 @@ class EvaluationReport:
         train, tested = stored.train_idx, stored.test_idx
 
         def bootstrap(users: np.ndarray, mine: np.ndarray, theirs: np.ndarray) -> PairedDifference:
-            return paired_bootstrap(
-                stored.metric,
-                stored.y[users],
-                _decide(mine, stored.task),
-                _decide(theirs, stored.task),
-                seed=stored.seed,
-            )
+            decide = functools.partial(_decide, task=self.task)
+            return paired_bootstrap(self.metric, stored.y[users], decide(mine), decide(theirs), seed=self.seed)
 
         return Comparison(
             first=one.name,
@@ -424,6 +417,25 @@ class EvaluationReport:
             test_users=bootstrap(tested, test, base_test),
             out_of_fold=bootstrap(train, oof[train], base_oof[train]),
         )
+
+    @staticmethod
+    def comparisons_markdown(comparisons: Sequence[Comparison]) -> str:
+        """A Markdown table of ``compare`` results: the gain over the test users and out-of-fold."""
+        resamples = comparisons[0].out_of_fold.resamples if comparisons else 0
+        lines = [
+            "",
+            f"Paired bootstraps (users resampled within class, {resamples:,} times):",
+            "",
+            "| features | against | Δ test users [95% CI] | p | Δ out-of-fold [95% CI] | p |",
+            "|---|---|---|---:|---|---:|",
+        ]
+        for c in comparisons:
+            cells = [
+                f"{d.delta:+.4f} [{d.ci95[0]:+.4f}, {d.ci95[1]:+.4f}] | {d.p_value:.3g}"
+                for d in (c.test_users, c.out_of_fold)
+            ]
+            lines.append(f"| {c.first} | {c.second} | {cells[0]} | {cells[1]} |")
+        return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(replace(self, predictions=None))
@@ -786,7 +798,7 @@ def evaluate_features(
         feature_sets=info,
         notes=notes,
         baseline=None,
-        predictions=_Predictions(y, train_idx, test_idx, task, scorer.name, seed, predictions),
+        predictions=_Predictions(y, train_idx, test_idx, predictions),
     )
     report.baseline = _compare(report, baseline)
     return report

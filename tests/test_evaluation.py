@@ -384,6 +384,8 @@ def test_out_of_fold_comparison_finds_the_better_feature_set():
     assert backwards.out_of_fold.delta == pytest.approx(-signal.pooled_delta)
     assert backwards.out_of_fold.p_value == signal.pooled_p and backwards.test_users.p_value == signal.test_users_p
     assert "predictions" not in json.loads(report.to_json())
+    table = report.comparisons_markdown([backwards])
+    assert "resampled within class, 2,000 times" in table and "| noise/logreg | signal/logreg | " in table
     with pytest.raises(Llm4esError, match="no row 'bag'"):
         report.compare("bag", "noise")
     with pytest.raises(Llm4esError, match="holds no predictions"):

@@ -160,9 +160,9 @@ def paired_bootstrap(
         members = np.flatnonzero(references == value)
         weights[:, members] = rng.multinomial(len(members), np.full(len(members), 1.0 / len(members)), resamples)
 
-    def difference(weights: np.ndarray) -> np.ndarray:
-        return _weighted_metric(metric, references, first, weights) - _weighted_metric(
-            metric, references, second, weights
+    def difference(counts: np.ndarray) -> np.ndarray:
+        return _weighted_metric(metric, references, first, counts) - _weighted_metric(
+            metric, references, second, counts
         )
 
     delta = float(difference(np.ones((1, len(references))))[0])
