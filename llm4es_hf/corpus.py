@@ -224,7 +224,10 @@ def _enrich(
             keep_truncated=config.keep_truncated,
         )
         keep = [i for i, text in enumerate(outputs) if text is not None]
-        rows[variant] = train.select(picked[keep]).remove_columns("text").add_column("text", [outputs[i] for i in keep])
+        if keep:  # datasets 5 cannot add a column to an empty selection ("tables don't have the same number of rows")
+            rows[variant] = (
+                train.select(picked[keep]).remove_columns("text").add_column("text", [outputs[i] for i in keep])
+            )
         reports[variant] = {"users": n, **asdict(report)}
         for line in report.lines():
             print(f"[{variant}] {line}")

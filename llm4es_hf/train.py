@@ -61,18 +61,7 @@ def parse_mixture_entry(entry: str, default_config: str) -> tuple[str, str, floa
     return path, config, weight
 
 
-def _load_split(path: str, config: str, split: str, recipe: str | None, main_process_first: Any) -> datasets.Dataset:
-    local = Path(path)
-    if recipe and not (local / "README.md").exists():
-        with main_process_first(desc=f"building corpus {path}"):
-            if not (local / "README.md").exists():
-                from .config import parse_config
-                from .corpus import CorpusConfig, build_corpus
-
-                (corpus_config,) = parse_config(
-                    [CorpusConfig], ["--config", recipe, "--output_dir", path], prog="llm4es corpus"
-                )
-                build_corpus(corpus_config)
+def _load_split(path: str, config: str, split: str) -> datasets.Dataset:
     from .corpus import load_corpus_config
 
     splits = load_corpus_config(path, config)
@@ -83,9 +72,7 @@ def _load_split(path: str, config: str, split: str, recipe: str | None, main_pro
     return splits[split]
 
 
-def load_training_texts(
-    args: SFTScriptArguments, *, seed: int, main_process_first: Any, split: str = "train"
-) -> datasets.Dataset:
+def load_training_texts(args: SFTScriptArguments, *, seed: int, split: str = "train") -> datasets.Dataset:
     """The training rows: one corpus, or a weighted mixture of corpora (the paper's cross-dataset setup)."""
     entries = args.mixture or ([args.corpus] if args.corpus else [])
     if not entries:
@@ -94,7 +81,7 @@ def load_training_texts(
     rng = np.random.default_rng(seed)
     for entry in entries:
         path, config, weight = parse_mixture_entry(entry, args.corpus_config)
-        ds = _load_split(path, config, split, args.corpus_recipe if entry == args.corpus else None, main_process_first)
+        ds = _load_split(path, config, split)
         if args.text_column not in ds.column_names:
             raise Llm4esError(
                 f"corpus has no {args.text_column!r} column; it has {ds.column_names}",
@@ -327,7 +314,7 @@ def run_sft(script_args: SFTScriptArguments, training_args: Any, model_args: Any
     # "non_padding": tokens/s counts the users' tokens, not pads (True means "all" in transformers 5)
     training_args.include_num_input_tokens_seen = "non_padding"
 
-    texts = load_training_texts(script_args, seed=training_args.seed, main_process_first=state.main_process_first)
+    texts = load_training_texts(script_args, seed=training_args.seed)
     tokenizer, model, resolved = load_base_model(model_name, model_args.dtype if model_args.dtype != "auto" else None)
     peft_config = get_peft_config(model_args)
     if peft_config is not None:

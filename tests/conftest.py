@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-pytest_plugins = ["tests.loopback_hub"]
+pytest_plugins = ["tests.loopback_hub", "tests.fake_openai"]
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import datasets
 import pytest
 import yaml
@@ -100,3 +102,28 @@ def test_publish_keep_ids_and_refuse_sensitive(corpus_dir, loopback_hub):
 
 def test_publish_needs_a_corpus_folder(tmp_path):
     assert main(["publish-corpus", str(tmp_path), "--repo-id", "org/x"]) == 2
+
+
+def test_enrichment_where_every_rewrite_fails_keeps_the_plain_texts(tmp_path, tokenizer_dir, fake_openai):
+    """Every rewrite refused: the variant adds no rows (the build used to crash inside datasets)."""
+    from llm4es_hf.corpus import load_corpus_config
+    from tests.test_sources import shop
+
+    rows = "".join(f"u{i % 6},2024-01-{1 + i:02d} 10:00,[[REFUSE]],{i}.5,{i % 2}\n" for i in range(24))
+    schema_path, events = shop(tmp_path, rows)
+    config = CorpusConfig(
+        output_dir=str(tmp_path / "corpus"),
+        source="csv",
+        input=str(events),
+        schema=str(schema_path),
+        tokenizer=tokenizer_dir,
+        test_size=0.34,
+        enrich_variants=["free:1.0"],
+        backend="openai",
+        base_url=fake_openai.url,
+        max_retries=0,
+    )
+    enriched = load_corpus_config(build_corpus(config), "enriched")
+    assert set(enriched["train"]["variant"]) == {"base"} and len(enriched["train"]) == 4
+    summary = json.loads((tmp_path / "corpus" / "corpus_summary.json").read_text())
+    assert summary["enrichment"]["variants"]["free"]["failed"] == 4

@@ -38,8 +38,6 @@ from llm4es_hf.enrich.cli import pick_users
 from llm4es_hf.errors import Llm4esError
 from llm4es_hf.schema import load_schema, save_schema
 
-pytest_plugins = ["tests.fake_openai"]
-
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ("movielens", "rosbank", "gender", "age")
 CHAT_TEMPLATE = (

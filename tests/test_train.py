@@ -250,23 +250,34 @@ def test_empty_texts_and_unknown_yaml_keys(tmp_path, tiny_model, capsys):
 DDP_SCRIPT = """
 import hashlib, json, os, sys
 import torch
+import llm4es_hf.corpus as corpus
 import llm4es_hf.train as train
 
 out = sys.argv[1]
 rank = int(os.environ.get("RANK", "0"))
-seen = []
+seen, built, data = [], [], []
 original = train.LLM4ESSFTTrainer.compute_loss
 def recording(self, model, inputs, *args, **kwargs):
     seen.append(hashlib.sha1(inputs["input_ids"].numpy().tobytes()).hexdigest())
     return original(self, model, inputs, *args, **kwargs)
 train.LLM4ESSFTTrainer.compute_loss = recording
+builder = corpus.build_corpus
+def recording_build(config):
+    built.append(config.output_dir)
+    return builder(config)
+corpus.build_corpus = recording_build
+tokenize = train.tokenize_for_lm
+def recording_tokenize(texts, *args, **kwargs):
+    data.append(hashlib.sha1("\\x00".join(texts["text"]).encode()).hexdigest())
+    return tokenize(texts, *args, **kwargs)
+train.tokenize_for_lm = recording_tokenize
 saver = train.save_trained_model
 def recording_save(trainer, output_dir, **kwargs):
     params = trainer.accelerator.unwrap_model(trainer.model).state_dict()
     digest = hashlib.sha1(b"".join(p.detach().float().numpy().tobytes() for p in params.values())).hexdigest()
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     with open(f"{out}/rank{rank}.json", "w") as f:
-        json.dump({"batches": seen, "weights": digest, "world": world}, f)
+        json.dump({"batches": seen, "weights": digest, "world": world, "built": built, "data": data}, f)
     return saver(trainer, output_dir, **kwargs)
 train.save_trained_model = recording_save
 sys.argv = ["sft.py", *sys.argv[2:]]
@@ -277,7 +288,11 @@ runpy.run_path("recipes/sft.py", run_name="__main__")
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes(tmp_path, tiny_model, tiny_corpus):
+def test_ddp_two_cpu_processes_build_the_missing_corpus_once(tmp_path, tiny_model):
+    """Two gloo processes and no corpus yet: rank 0 builds it from the recipe, rank 1 waits, both train on it."""
+    recipe = tmp_path / "corpus.yaml"
+    recipe.write_text(yaml.safe_dump({"source": "synthetic", "max_tokens": 400, "tokenizer": str(tiny_model)}))
+    corpus_dir = tmp_path / "corpus-not-built-yet"
     script = tmp_path / "ddp_probe.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "ddp"
@@ -292,7 +307,9 @@ def test_ddp_two_cpu_processes(tmp_path, tiny_model, tiny_corpus):
         str(script),
         str(out),
         "--corpus",
-        str(tiny_corpus),
+        str(corpus_dir),
+        "--corpus_recipe",
+        str(recipe),
         "--model_name_or_path",
         str(tiny_model),
         "--output_dir",
@@ -308,6 +325,9 @@ def test_ddp_two_cpu_processes(tmp_path, tiny_model, tiny_corpus):
     assert len(ranks[0]["batches"]) == len(ranks[1]["batches"]) == 3
     assert not set(ranks[0]["batches"]) & set(ranks[1]["batches"])  # each rank saw its own batches
     assert ranks[0]["weights"] == ranks[1]["weights"]  # and they ended synchronized
+    assert ranks[0]["built"] == [str(corpus_dir)] and ranks[1]["built"] == []  # built once, by the main process
+    assert len(ranks[0]["data"]) == 1 and ranks[0]["data"] == ranks[1]["data"]  # both ranks read the same texts
+    assert (corpus_dir / "serialized" / "train-00000-of-00001.parquet").exists()
     info = json.loads((out / "model" / "llm4es_training.json").read_text())
     assert info["world_size"] == 2
     assert "global batch size: 4 = 2 per device x 1 accumulation x 2 process(es)" in result.stdout
