@@ -34,7 +34,8 @@ from _common import report, timed  # noqa: E402
 
 from llm4es_hf.assets import resolve_model  # noqa: E402
 from llm4es_hf.embed import Embedder, export_sentence_transformer  # noqa: E402
-from llm4es_hf.serialize import Serializer, load_tokenizer  # noqa: E402
+from llm4es_hf.models import load_tokenizer
+from llm4es_hf.serialize import Serializer  # noqa: E402
 from llm4es_hf.sources import load_source  # noqa: E402
 
 

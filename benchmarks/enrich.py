@@ -32,7 +32,8 @@ from llm4es_hf.enrich import (  # noqa: E402
     build_messages,
     enrich_records,
 )
-from llm4es_hf.serialize import Serializer, load_tokenizer  # noqa: E402
+from llm4es_hf.models import load_tokenizer
+from llm4es_hf.serialize import Serializer  # noqa: E402
 from llm4es_hf.sources import load_source  # noqa: E402
 
 

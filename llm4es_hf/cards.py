@@ -7,7 +7,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .assets import is_hub_repo_id, template_path
+from .assets import BUNDLED_MODELS, is_hub_repo_id, template_path
 
 MAX_LOSS_POINTS = 20
 
@@ -23,8 +23,9 @@ def write_model_card(
 ) -> ModelCard:
     """Write README.md (metadata + text) into a saved model folder and return the card."""
     base = info.get("base_model")
+    base_id = BUNDLED_MODELS[base].hub_id if base in BUNDLED_MODELS else base
     card_data = ModelCardData(
-        base_model=base if base and is_hub_repo_id(base) else None,
+        base_model=base_id if base_id and is_hub_repo_id(base_id) else None,
         datasets=_hub_ids(info.get("corpora", [])) or None,
         library_name="transformers",
         pipeline_tag="feature-extraction",
@@ -50,6 +51,8 @@ def write_model_card(
         loss_points=points,
         eval_rows=rows,
         repo_or_path=repo_id or str(folder),
+        base_id=base_id,
+        datasets=_hub_ids(info.get("corpora", [])),
     )
     card.save(folder / "README.md")
     return card

@@ -8,20 +8,30 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from trl import TrlParser
 
 from .errors import Llm4esError
 
 
 def parse_config(
-    dataclass_types: Sequence[type], args: Sequence[str] | None, *, prog: str, description: str = ""
+    dataclass_types: Sequence[type],
+    args: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str = "",
+    positional: Sequence[str] = (),
 ) -> tuple[Any, ...]:
     """Parse ``--config FILE`` (alias ``--recipe``) plus command-line overrides with TRL's TrlParser.
 
-    Unknown YAML keys and missing files become an Llm4esError naming the key or file.
+    ``positional`` names the fields that leading bare arguments fill, in order (``llm4es
+    export-st FOLDER``). Unknown YAML keys and missing files become an Llm4esError naming the
+    key or file.
     """
-    from trl import TrlParser
-
     args = ["--config" if a == "--recipe" else a for a in (sys.argv[1:] if args is None else args)]
+    leading = []
+    while args and len(leading) // 2 < len(positional) and not args[0].startswith("-"):
+        leading += [f"--{positional[len(leading) // 2]}", args.pop(0)]
+    args = leading + args
     if "--config" in args:
         index = args.index("--config")
         if index + 1 >= len(args):
@@ -44,3 +54,23 @@ def parse_config(
         return parser.parse_args_and_config(args)
     except ValueError as err:
         raise Llm4esError(str(err)) from err
+
+
+def load_recipe(dataclass_types: Sequence[type], recipe: str | Path | None = None, **overrides: Any) -> tuple[Any, ...]:
+    """The dataclasses of a recipe YAML with ``overrides`` on top (the Python way to say
+    ``--config recipe.yaml --key value``); unknown keys are errors, as on the command line."""
+    data: dict[str, Any] = {}
+    if recipe is not None:
+        path = Path(recipe)
+        if not path.exists():
+            raise Llm4esError("recipe file not found", file=path)
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data.update(overrides)
+    known = {name for cls in dataclass_types for name in cls.__dataclass_fields__}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise Llm4esError(f"unknown key(s) {unknown}", file=recipe, key=unknown[0])
+    try:
+        return TrlParser(list(dataclass_types)).parse_dict(data)
+    except ValueError as err:
+        raise Llm4esError(str(err), file=recipe) from err

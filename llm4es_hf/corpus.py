@@ -23,33 +23,46 @@ from typing import Any
 
 import datasets
 import numpy as np
+from huggingface_hub import DatasetCard, DatasetCardData
 
+from .artifacts import CONFIGS, load_corpus_config
+from .assets import template_path
+from .enrich import VARIANTS, EnrichmentCache, SamplingConfig, build_messages, enrich_texts, make_backend, pick_users
 from .errors import Llm4esError
+from .models import load_tokenizer
 from .schema import EventSchema, save_schema
-from .serialize import Serializer, load_tokenizer, summarize
-from .sources import load_source, split_users
+from .serialize import SerializationConfig, Serializer, SerializeSummary, summarize
+from .sources import SourceConfig, SourceResult
 
-CONFIGS = ("serialized", "enriched")
+__all__ = ["CONFIGS", "CorpusConfig", "build_corpus", "load_corpus_config", "write_dataset_card"]
 LOCAL_ONLY = ["users/*", "users/**", "enrich_cache.sqlite*", ".user_id_salt", "*.lock"]
 TEXT_COLUMNS = ["user_id", "text", "n_events", "n_events_kept", "n_tokens"]
 
 
 @dataclass
-class CorpusConfig:
+class SerializedUsers:
+    """Users of a source with their texts and split, and what was read and written on the way."""
+
+    source: SourceResult
+    splits: datasets.DatasetDict
+    summary: SerializeSummary
+    tokenizer: Any
+
+
+def serialize_users(source: SourceConfig, serialization: SerializationConfig) -> SerializedUsers:
+    """Read a source, serialize every user and split them: ``llm4es serialize`` and the corpus alike."""
+    result = source.load()
+    tokenizer = load_tokenizer(serialization.tokenizer) if serialization.tokenizer else None
+    texts = serialization.serializer(result.schema, tokenizer)(result.users)
+    summary = summarize(texts, result.schema, max_events=serialization.max_events, tokenizer=tokenizer)
+    return SerializedUsers(result, source.split(texts, result.schema), summary, tokenizer)
+
+
+@dataclass
+class CorpusConfig(SourceConfig, SerializationConfig):
     """How to build a corpus (`llm4es corpus --recipe recipes/<dataset>/corpus.yaml`)."""
 
     output_dir: str | None = field(default=None, metadata={"help": "folder the corpus is written to"})
-    source: str = field(default="movielens", metadata={"help": "a source of `llm4es serialize --source`"})
-    input: str | None = field(default=None, metadata={"help": "raw file or folder of the source"})
-    schema: str | None = field(default=None, metadata={"help": "EventSchema YAML (csv/parquet, or to override)"})
-    labels: str | None = field(default=None, metadata={"help": "csv/parquet: user table with labels"})
-    format: str = field(default="llm4es", metadata={"help": "text layout of the plain serialization"})
-    max_events: int | None = field(default=5000, metadata={"help": "keep at most the last N events per user"})
-    max_tokens: int | None = field(default=None, metadata={"help": "token budget per user (latest events kept)"})
-    tokenizer: str = field(default="smollm2-135m", metadata={"help": "tokenizer of the budget and statistics"})
-    test_size: float = field(default=0.1, metadata={"help": "fraction of labeled users held out"})
-    seed: int = field(default=42, metadata={"help": "seed of the split, the enrichment sample and sampling"})
-    split_label: str | None = field(default=None, metadata={"help": "test users drawn among users with this label"})
     enrich_variants: list[str] = field(
         default_factory=list, metadata={"help": "variant:fraction of train users, e.g. free:0.2 json:0.2"}
     )
@@ -73,15 +86,13 @@ class CorpusConfig:
     keep_truncated: bool = field(
         default=False, metadata={"help": "keep outputs that hit max_new_tokens instead of retrying them"}
     )
-    push_to_hub: bool = field(default=False, metadata={"help": "publish the corpus when built"})
+    push_to_hub: bool = field(default=False, metadata={"help": "publish the corpus when built (`llm4es corpus`)"})
     hub_repo_id: str | None = field(default=None, metadata={"help": "org/name of the Hub data set"})
     hub_private: bool = field(default=True, metadata={"help": "publish as a private data set"})
     hash_user_ids: bool = field(default=True, metadata={"help": "publish salted hashes instead of user ids"})
 
     def variants(self) -> dict[str, float]:
         """Parse ``enrich_variants`` into {variant: fraction}, validating each entry."""
-        from .enrich import VARIANTS
-
         out = {}
         for item in self.enrich_variants:
             name, sep, value = str(item).partition(":")
@@ -107,21 +118,9 @@ def build_corpus(config: CorpusConfig) -> Path:
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
 
-    source = load_source(
-        config.source, input=config.input, schema=config.schema, labels=config.labels, seed=config.seed
-    )
-    schema = source.schema
-    tokenizer = load_tokenizer(config.tokenizer)
-    serializer = Serializer(
-        schema,
-        config.format,
-        max_events=config.max_events,
-        max_tokens=config.max_tokens,
-        tokenizer=tokenizer if config.max_tokens else None,
-    )
-    texts = serializer(source.users)
-    label = config.split_label or (schema.labels[0].name if schema.labels else None)
-    users = split_users(texts, test_size=config.test_size, seed=config.seed, label=label)
+    serialized_users = serialize_users(config, config)
+    source, users, summary = serialized_users.source, serialized_users.splits, serialized_users.summary
+    tokenizer, schema = serialized_users.tokenizer, serialized_users.source.schema
     users.save_to_disk(str(output / "users"))
     save_schema(schema, output / "schema.yaml")
 
@@ -132,8 +131,6 @@ def build_corpus(config: CorpusConfig) -> Path:
             for split, ds in users.items()
         }
     )
-    summary = summarize(texts, schema, max_events=config.max_events, tokenizer=tokenizer)
-
     enrichment: dict[str, Any] = {}
     enriched_rows = {}
     if variants:
@@ -160,12 +157,6 @@ def build_corpus(config: CorpusConfig) -> Path:
     }
     (output / "corpus_summary.json").write_text(json.dumps(info, indent=2, default=str))
     write_dataset_card(output, schema, info)
-    if config.push_to_hub:
-        if not config.hub_repo_id:
-            raise Llm4esError("--push-to-hub needs --hub-repo-id org/name", key="hub_repo_id")
-        from .hub import publish_corpus
-
-        publish_corpus(output, config.hub_repo_id, private=config.hub_private, hash_user_ids=config.hash_user_ids)
     return output
 
 
@@ -183,8 +174,6 @@ def _enrich(
     output: Path,
 ) -> tuple[dict[str, datasets.Dataset], dict[str, Any]]:
     """Enrich a seeded sample of train users per variant; failed records are left out and reported."""
-    from .enrich import EnrichmentCache, SamplingConfig, enrich_texts, make_backend, pick_users
-
     backend = make_backend(
         config.backend,
         generator=config.generator,
@@ -241,8 +230,6 @@ def _enrich(
 
 
 def _prompt_texts(schema: EventSchema, variants: dict[str, float]) -> dict[str, list[dict]]:
-    from .enrich import build_messages
-
     return {name: build_messages("<serialized user text>", name, schema) for name in variants}
 
 
@@ -269,10 +256,6 @@ def _mix(
 
 def write_dataset_card(folder: Path, schema: EventSchema, info: dict[str, Any]) -> None:
     """Render model_cards/dataset_card.md into README.md, with the `configs` metadata for load_dataset."""
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    from .assets import template_path
-
     configs = [
         {
             "config_name": name,
@@ -299,32 +282,3 @@ def write_dataset_card(folder: Path, schema: EventSchema, info: dict[str, Any]) 
         labels=schema.labels,
     )
     (folder / "README.md").write_text(str(card), encoding="utf-8")
-
-
-def load_corpus_config(path_or_repo: str | Path, config: str) -> datasets.DatasetDict:
-    """One config of a corpus, every split: read straight from the Parquet files of a local corpus
-    folder, else through ``datasets.load_dataset`` (a Hub id, or another local layout).
-
-    Local corpora bypass the datasets cache on purpose: with datasets 5.2, ``load_dataset(folder,
-    config)`` on a *different* folder of the same name with the same file names returned the rows
-    cached for the first one (seen with two corpora both called ``corpus``).
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    folder = Path(path_or_repo)
-    if (folder / config).is_dir():
-        files: dict[str, list[Path]] = {}
-        for path in sorted((folder / config).glob("*.parquet")):
-            files.setdefault(path.name.split("-")[0], []).append(path)
-        if files:
-            return datasets.DatasetDict(
-                {
-                    split: datasets.Dataset(pa.concat_tables([pq.read_table(p) for p in paths]))
-                    for split, paths in files.items()
-                }
-            )
-    try:
-        return datasets.load_dataset(str(path_or_repo), config)
-    except (FileNotFoundError, ValueError, OSError) as err:
-        raise Llm4esError(f"cannot load corpus {str(path_or_repo)!r} config {config!r}: {err}", key="corpus") from err

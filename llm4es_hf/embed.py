@@ -17,55 +17,33 @@ reproduces ``llm4es embed`` without ``trust_remote_code``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
+import polars as pl
 import torch
 
+from .artifacts import FILE, ROW, embedding_settings, serialization_settings
 from .errors import Llm4esError
+from .hardware import pick_dtype
+from .models import load_model, load_tokenizer
+from .schema import EventSchema
+from .serialize import Serializer
+from .sources.base import SourceReport, build_users
 
 POOLINGS = ("mean", "last")
 DTYPES = ("auto", "bf16", "fp32")
 PADDING_FREE_MIN_TOKENS = 256  # at 128 tokens padded batches of 8 were faster than one text at a time
 
 
-@contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load report (an AutoModel built from a causal-LM checkpoint always
-    'drops' lm_head, which is expected here)."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-
-
 def default_layer_start(num_layers: int) -> int:
     """The paper's k: the upper two thirds of the layers (k = 9 of 28 for Llama-3.2-3B)."""
     return round(num_layers / 3)
-
-
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """bf16 on GPUs and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32."""
-    if dtype not in DTYPES:
-        raise Llm4esError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}", key="dtype")
-    if dtype == "fp32":
-        return torch.float32
-    if dtype == "bf16":
-        return torch.bfloat16
-    from .train import cpu_supports_bf16
-
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
 
 
 class Embedder:
@@ -83,27 +61,17 @@ class Embedder:
         padding_side: str | None = None,
         padding_free: bool | None = None,
     ) -> None:
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-        from .assets import resolve_model
-
         if pooling not in POOLINGS:
             raise Llm4esError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}", key="pooling")
-        path = resolve_model(model)
-        if Path(path).exists() and not (Path(path) / "config.json").exists():
-            raise Llm4esError("model folder has no config.json (not a saved transformers model)", file=path)
-        try:
-            config = AutoConfig.from_pretrained(path)
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-        except OSError as err:
-            raise Llm4esError(f"cannot load model {model!r} (offline, or missing files?): {err}", key="model") from err
+        if dtype not in DTYPES:
+            raise Llm4esError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}", key="dtype")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = resolve_dtype(dtype, self.device)
+        self.dtype = pick_dtype(dtype, self.device)
         # default: on CPU (see the module docstring); GPUs have fused kernels for masked attention
         self.padding_free = self.device == "cpu" if padding_free is None else padding_free
-        with quiet_transformers():
-            self.model = AutoModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
-        self.num_layers = config.num_hidden_layers
+        self.tokenizer, model_body, path = load_model(model, head="base", dtype=self.dtype)
+        self.model = model_body.to(self.device).eval()
+        self.num_layers = self.model.config.num_hidden_layers
         self.layer_start = default_layer_start(self.num_layers) if layer_start is None else layer_start
         if not 0 <= self.layer_start <= self.num_layers:
             raise Llm4esError(
@@ -111,8 +79,6 @@ class Embedder:
             )
         self.pooling = pooling
         self.max_length = max_length
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         if padding_side is not None:
             self.tokenizer.padding_side = padding_side
         self.tokenizer.truncation_side = "left"  # keep the most recent events, as in training
@@ -183,6 +149,100 @@ class Embedder:
         return batches
 
 
+class UserEncoder:
+    """Raw events (or texts) -> one vector per user, the way a model's corpus was made.
+
+    ``from_pretrained`` reads what a trained or exported model folder (or Hub repo) carries:
+    ``schema.yaml`` and ``llm4es_serialization.json`` (format, event cap, token budget and its
+    tokenizer) for the events -> text step, ``llm4es_embedding.json`` for the pooling. So
+    ``encode_events`` on a corpus user's raw rows gives the vector ``llm4es embed`` gives on
+    the corpus. ``schema`` and ``serialization`` override what the folder says (an index
+    built from a corpus passes the corpus' own).
+    """
+
+    def __init__(self, embedder: Embedder, serializer: Serializer | None = None) -> None:
+        self.embedder = embedder
+        self.serializer = serializer
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str,
+        *,
+        schema: EventSchema | None = None,
+        serialization: dict[str, Any] | None = None,
+        dtype: str = "auto",
+        device: str | None = None,
+    ) -> UserEncoder:
+        """Load the model and its saved settings (see the class docstring)."""
+        saved = serialization_settings(model)
+        if schema is None and saved is not None:
+            schema = saved[0]
+        settings = {**(saved[1] if saved is not None else {}), **(serialization or {})}
+        pooling = embedding_settings(model)
+        embedder = Embedder(
+            model,
+            layer_start=pooling.get("layer_start"),
+            pooling=pooling.get("pooling", "mean"),
+            # the exported model's length, else the token budget its corpus was serialized with
+            max_length=pooling.get("max_length") or settings.get("max_tokens") or 2048,
+            dtype=dtype,
+            device=device,
+        )
+        serializer = None
+        if schema is not None:
+            budget = settings.get("max_tokens")
+            serializer = Serializer(
+                dataclasses.replace(schema, labels=[]),  # events only: labels are not expected
+                settings.get("format") or "llm4es",
+                max_events=settings.get("max_events", 5000),
+                max_tokens=budget,
+                tokenizer=load_tokenizer(settings.get("tokenizer") or model) if budget else None,
+            )
+        return cls(embedder, serializer)
+
+    @property
+    def schema(self) -> EventSchema:
+        if self.serializer is None:
+            raise Llm4esError(
+                "this model carries no schema.yaml / llm4es_serialization.json (train it with a local corpus, "
+                "or `llm4es export-st MODEL --corpus CORPUS`), so it cannot read raw events; use encode_texts",
+                key="model",
+            )
+        return self.serializer.schema
+
+    @property
+    def dimension(self) -> int:
+        return self.embedder.dimension
+
+    def users_of(self, events: Any, *, source: str = "events") -> datasets.Dataset:
+        """Group a raw events table (pandas or polars, the schema's raw columns) into one row per user."""
+        frame = events if isinstance(events, pl.DataFrame) else pl.from_pandas(events)
+        if ROW not in frame.columns:  # rows as read by artifacts.read_table keep their file lines
+            frame = frame.select(pl.all().cast(pl.Utf8)).with_row_index(ROW, offset=1)
+            frame = frame.with_columns(pl.lit(source).alias(FILE))
+        if self.schema.user_id not in frame.columns:  # one user's events, without an id column
+            frame = frame.with_columns(pl.lit("query").alias(self.schema.user_id))
+        return build_users(frame, self.schema, SourceReport(source=source))
+
+    def texts_of_events(self, events: Any, *, source: str = "events") -> tuple[list[str], list[str]]:
+        """``(user_ids, texts)``: the raw events serialized as the model's corpus was."""
+        users = self.users_of(events, source=source)
+        texts = self.serializer(users, desc="Serializing")
+        return [str(u) for u in texts["user_id"]], list(texts["text"])
+
+    def encode_events(
+        self, events: Any, *, batch_size: int = 8, progress: bool = False
+    ) -> tuple[list[str], np.ndarray]:
+        """``(user_ids, vectors)``: one float32 row per user of the events table."""
+        user_ids, texts = self.texts_of_events(events)
+        return user_ids, self.encode_texts(texts, batch_size=batch_size, progress=progress)
+
+    def encode_texts(self, texts: Sequence[str], *, batch_size: int = 8, progress: bool = False) -> np.ndarray:
+        """One float32 row per text (texts already serialized)."""
+        return self.embedder.encode(list(texts), batch_size=batch_size, progress=progress)
+
+
 def embed_dataset(
     embedder: Embedder, texts: datasets.Dataset, *, batch_size: int = 8, text_column: str = "text"
 ) -> np.ndarray | None:
@@ -209,47 +269,6 @@ def embed_dataset(
     if order != list(range(len(texts))):
         raise Llm4esError("embedding processes lost or repeated rows")
     return np.concatenate([emb for _, _, emb in gathered if len(emb)], axis=0)
-
-
-def load_texts(corpus: str, config: str = "serialized", splits: Sequence[str] | None = None) -> datasets.Dataset:
-    """The plain texts of a corpus (folder or Hub id), all requested splits, with a `split` column."""
-    from .corpus import load_corpus_config
-
-    loaded = load_corpus_config(corpus, config)
-    parts = []
-    for split in splits or list(loaded):
-        if split not in loaded:
-            raise Llm4esError(f"corpus has no split {split!r}; it has {list(loaded)}", key="splits")
-        ds = loaded[split]
-        for column in ("user_id", "text"):
-            if column not in ds.column_names:
-                raise Llm4esError(f"corpus split {split!r} has no {column!r} column", file=corpus, column=column)
-        parts.append(ds.select_columns(["user_id", "text"]).add_column("split", [split] * len(ds)))
-    return datasets.concatenate_datasets(parts)
-
-
-def save_embeddings(
-    path: str | Path, user_ids: Sequence[str], embeddings: np.ndarray, extra: dict[str, Sequence[Any]] | None = None
-) -> datasets.Dataset:
-    """Write ``user_id`` + ``embedding`` as Parquet, and the same as a datasets folder beside it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = {
-        "user_id": [str(u) for u in user_ids],
-        **(extra or {}),
-        "embedding": [row for row in embeddings.astype(np.float32)],
-    }
-    features = datasets.Features(
-        {
-            "user_id": datasets.Value("string"),
-            **{k: datasets.Value("string") for k in (extra or {})},
-            "embedding": datasets.List(datasets.Value("float32"), length=embeddings.shape[1]),
-        }
-    )
-    ds = datasets.Dataset.from_dict(columns, features=features)
-    ds.to_parquet(str(path))
-    ds.save_to_disk(str(path.with_suffix("")) + "_dataset")
-    return ds
 
 
 def export_sentence_transformer(
@@ -324,12 +343,3 @@ def export_sentence_transformer(
         )
     )
     return model_dir
-
-
-def embedding_settings(model_dir: str | Path) -> dict[str, Any]:
-    """The pooling settings saved with a model by export_sentence_transformer ({} when absent);
-    a Hub model id is looked up on the Hub (or its cache)."""
-    from .assets import model_file
-
-    path = model_file(model_dir, "llm4es_embedding.json")
-    return json.loads(path.read_text()) if path is not None else {}

@@ -1,4 +1,7 @@
-"""Publishing to the Hugging Face Hub: corpora (data sets) and models, private by default.
+"""Publishing to the Hugging Face Hub: corpus, model and index folders, private by default.
+
+This module knows folders and their on-disk formats (``artifacts``), not the stages that made
+them: "build, then publish" is the CLI's and the recipes' job.
 
 Privacy guard: published corpora carry salted hashes of user ids unless told otherwise,
 and columns the schema marks sensitive are refused. Tokens are read by huggingface_hub
@@ -7,13 +10,16 @@ from the environment or its login and are never printed or written into cards.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import secrets
 from pathlib import Path
 
 import datasets
+from huggingface_hub import DatasetCard, HfApi
 
+from .artifacts import CONFIGS, INDEX_FILES, load_corpus_config
 from .errors import Llm4esError
 from .schema import load_schema
 
@@ -64,10 +70,6 @@ def publish_corpus(
     its ``configs``/``dataset_info`` metadata), our text and metadata are merged in, and
     the card is pushed again, so that metadata is kept.
     """
-    from huggingface_hub import DatasetCard, HfApi
-
-    from .corpus import CONFIGS, load_corpus_config
-
     folder = Path(folder)
     if not (folder / "README.md").exists() or not (folder / "schema.yaml").exists():
         raise Llm4esError(
@@ -110,10 +112,6 @@ def push_model(
     Checkpoints are excluded. An existing run branch is never overwritten (open-r1's rule):
     pick another ``revision``. Returns the commit URL.
     """
-    import datetime as dt
-
-    from huggingface_hub import HfApi
-
     folder = Path(folder)
     if not (folder / "config.json").exists():
         raise Llm4esError("not a saved model folder (no config.json)", file=folder)
@@ -139,12 +137,8 @@ def push_model(
 def push_index(folder: str | Path, repo_id: str, *, private: bool = True, token: str | None = None) -> str:
     """Push a user index folder (``llm4es index``) as a Hub data set repo, private by default,
     so a Space can load it with ``LLM4ES_INDEX=org/name``. Returns the commit URL."""
-    from huggingface_hub import HfApi
-
-    from .search import FILES
-
     folder = Path(folder)
-    missing = [name for name in FILES if not (folder / name).exists()]
+    missing = [name for name in INDEX_FILES if not (folder / name).exists()]
     if missing:
         raise Llm4esError(f"not an index folder: missing {missing}", file=folder)
     api = HfApi(token=token)

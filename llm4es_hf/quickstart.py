@@ -9,14 +9,24 @@ index the users for search -> print the table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from trl import ModelConfig
+
+from .artifacts import load_texts, save_embeddings
+from .assets import recipes_dir, resolve_model
+from .cards import write_model_card
+from .config import load_recipe
+from .corpus import CorpusConfig, build_corpus
+from .embed import Embedder, embed_dataset, export_sentence_transformer
+from .evaluation import EvaluationConfig, run_evaluation
+from .search import build_index_from_files
+from .train import LLM4ESSFTConfig, SFTScriptArguments, run_sft
 
 console = Console()
 
@@ -25,32 +35,27 @@ console = Console()
 class QuickstartConfig:
     """The quickstart's budget, sized to fit 20 minutes on 2 CPU cores (embedding 2 x 943 viewers dominates)."""
 
-    output_dir: str = "outputs/quickstart"
-    model: str = "smollm2-135m"
+    output_dir: str = field(default="outputs/quickstart", metadata={"help": "where every artifact goes"})
+    model: str = field(default="smollm2-135m", metadata={"help": "base model: bundled name, folder or Hub id"})
     # "title, stars" per rating: 2.5x more history per token than date/title/genres/rating, and
     # frozen SmolLM2 gender ROC-AUC 0.73 instead of 0.60 at 512 tokens (benchmarks/quality_movielens.py)
-    schema: str = "movielens/schema_compact.yaml"  # under recipes/, or a path
-    max_tokens: int = 256  # per viewer: corpus, training and embedding (the most recent ratings kept)
-    train_steps: int = 30
-    batch_size: int = 4
-    enrich_users: int = 4
-    enrich_new_tokens: int = 128
-    embed_batch_size: int = 8
-    target: str = "gender"
+    schema: str = field(
+        default="movielens/schema_compact.yaml",
+        metadata={"help": "MovieLens layout: an EventSchema under recipes/ or a path"},
+    )
+    max_tokens: int = field(
+        default=256, metadata={"help": "tokens per viewer (most recent ratings) for corpus, training and embedding"}
+    )
+    train_steps: int = field(default=30, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=4, metadata={"help": "training batch size"})
+    enrich_users: int = field(default=4, metadata={"help": "viewers rewritten by the LLM"})
+    enrich_new_tokens: int = field(default=128, metadata={"help": "tokens each rewrite may have"})
+    embed_batch_size: int = field(default=8, metadata={"help": "texts per embedding forward pass"})
+    target: str = field(default="gender", metadata={"help": "label to evaluate (gender, age, occupation)"})
 
 
 def quickstart(config: QuickstartConfig) -> dict:
     """Run every stage and return the results (also written to quickstart.json)."""
-    from trl import ModelConfig
-
-    from .assets import recipes_dir, resolve_model
-    from .cards import write_model_card
-    from .config import parse_config
-    from .corpus import CorpusConfig, build_corpus
-    from .embed import Embedder, embed_dataset, export_sentence_transformer, load_texts, save_embeddings
-    from .evaluation import add_arguments, report_from_args
-    from .train import LLM4ESSFTConfig, SFTScriptArguments, run_sft
-
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -89,31 +94,19 @@ def quickstart(config: QuickstartConfig) -> dict:
 
     console.rule(f"[bold]3. Fine-tune {config.model} ({config.train_steps} steps, recipes/movielens/sft_full.yaml)")
     model_dir = out / "model"
-    script_args, training_args, model_args = parse_config(
+    script_args, training_args, model_args = load_recipe(
         [SFTScriptArguments, LLM4ESSFTConfig, ModelConfig],
-        [
-            "--config",
-            str(recipes_dir() / "movielens" / "sft_full.yaml"),
-            "--corpus",
-            str(corpus_dir),
-            "--corpus_config",
-            "enriched",
-            "--model_name_or_path",
-            config.model,
-            "--output_dir",
-            str(model_dir),
-            "--max_steps",
-            str(config.train_steps),
-            "--max_length",
-            str(config.max_tokens + 1),
-            "--per_device_train_batch_size",
-            str(config.batch_size),
-            "--gradient_accumulation_steps",
-            "1",
-            "--save_strategy",
-            "no",
-        ],
-        prog="quickstart",
+        recipes_dir() / "movielens" / "sft_full.yaml",
+        corpus=str(corpus_dir),
+        corpus_config="enriched",
+        corpus_recipe=None,
+        model_name_or_path=config.model,
+        output_dir=str(model_dir),
+        max_steps=config.train_steps,
+        max_length=config.max_tokens + 1,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=1,
+        save_strategy="no",
     )
     training = run_sft(script_args, training_args, model_args)
     export_sentence_transformer(model_dir, max_length=config.max_tokens)
@@ -130,27 +123,18 @@ def quickstart(config: QuickstartConfig) -> dict:
     lap("embedding")
 
     console.rule(f"[bold]5. Evaluate: {config.target}, 5 folds, LightGBM and logistic regression")
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    report = report_from_args(
-        parser.parse_args(
-            [
-                "--embeddings",
-                *map(str, files.values()),
-                "--labels",
-                str(corpus_dir),
-                "--target",
-                config.target,
-                "--baselines",
-                "aggregates",
-                "--no-ensemble",
-                "--baseline",
-                "aggregates/lightgbm",
-                "--output-dir",
-                str(out / "evaluation"),
-            ]
+    report = run_evaluation(
+        EvaluationConfig(
+            embeddings=[str(path) for path in files.values()],
+            labels=str(corpus_dir),
+            target=config.target,
+            baselines=["aggregates"],
+            no_ensemble=True,
+            baseline="aggregates/lightgbm",
+            output_dir=str(out / "evaluation"),
         )
     )
+    print(report.to_markdown())
     info = json.loads((model_dir / "llm4es_training.json").read_text())
     write_model_card(
         model_dir,
@@ -165,8 +149,6 @@ def quickstart(config: QuickstartConfig) -> dict:
     lap("evaluation")
 
     console.rule("[bold]6. Index the fine-tuned embeddings for nearest-user search (the demo Space's index)")
-    from .search import build_index_from_files
-
     index_dir = out / "index"
     build_index_from_files(files["llm4es-finetuned"], index_dir, labels=corpus_dir, model=str(model_dir))
     lap("index")

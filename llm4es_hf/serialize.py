@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
@@ -99,6 +99,30 @@ def _json_string(expr: pl.Expr) -> pl.Expr:
     """A JSON (and YAML) double-quoted string literal of a text expression."""
     encoded = pl.struct(expr.alias("v")).struct.json_encode()
     return encoded.str.slice(5, encoded.str.len_chars() - 6)
+
+
+@dataclass
+class SerializationConfig:
+    """How users become text (``llm4es serialize``, corpus recipes); saved with corpora and models."""
+
+    format: str = field(default="llm4es", metadata={"help": f"text layout: one of {list(FORMATS)}"})
+    max_events: int | None = field(default=5000, metadata={"help": "keep at most the last N events per user"})
+    max_tokens: int | None = field(
+        default=None, metadata={"help": "token budget per user; keeps the most recent events that fit"}
+    )
+    tokenizer: str = field(
+        default="smollm2-135m", metadata={"help": "tokenizer of the budget and the statistics (name, folder, Hub id)"}
+    )
+
+    def serializer(self, schema: EventSchema, tokenizer: Any = None) -> Serializer:
+        """A Serializer for ``schema`` with these settings (``tokenizer``: loaded, for the budget)."""
+        return Serializer(
+            schema,
+            self.format,
+            max_events=self.max_events,
+            max_tokens=self.max_tokens,
+            tokenizer=tokenizer if self.max_tokens else None,
+        )
 
 
 class Serializer:
@@ -352,20 +376,6 @@ def _html_escape_expr(expr: pl.Expr) -> pl.Expr:
     for raw, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;")):
         expr = expr.str.replace_all(raw, escaped, literal=True)
     return expr
-
-
-def load_tokenizer(name_or_path: str) -> Any:
-    """A fast tokenizer for a bundled model name, a local path or a Hub id."""
-    from transformers import AutoTokenizer
-
-    from .assets import resolve_model
-
-    try:
-        return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
-    except OSError as err:
-        raise Llm4esError(
-            f"cannot load tokenizer {name_or_path!r} (offline, and not a local path?): {err}", key="tokenizer"
-        ) from err
 
 
 # ----- the authors' way, one user and one event at a time (reference and baseline) -----

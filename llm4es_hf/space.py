@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from .assets import model_file
 from .errors import Llm4esError
+from .extras import require
+from .schema import load_schema
 from .search import QueryEncoder, UserIndex, event_columns, label_distribution
 
 logger = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ MAP_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", 
 
 def readable_errors(action: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Our errors become their message in the page; anything else a short note (logged in full)."""
-    import gradio as gr
+    gr = require("gradio")  # the `space` extra
 
     def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(handler)
@@ -61,8 +64,6 @@ def read_card(model: str | None) -> str:
     if not model:
         return "_No model configured._"
     from huggingface_hub import ModelCard
-
-    from .assets import model_file
 
     path = model_file(model, "README.md")
     if path is None:
@@ -104,8 +105,6 @@ class Demo:
     @functools.cached_property
     def columns(self) -> list[str]:
         """The raw columns an events CSV has (from the index's schema, without loading the model)."""
-        from .schema import load_schema
-
         if self.index.folder is None or not (self.index.folder / "schema.yaml").exists():
             return []
         return event_columns(load_schema(self.index.folder / "schema.yaml"))
@@ -168,10 +167,10 @@ class Demo:
 
     def map_figure(self, label: str | None, query_xy: np.ndarray | None, neighbor_ids: list[str], name: str) -> Any:
         """All users in the 2-D PCA map coloured by ``label``; neighbours ringed, the query a star."""
-        from matplotlib.figure import Figure
+        figure_class = require("matplotlib.figure").Figure  # the `space` extra
 
         users = self.index.users
-        fig = Figure(figsize=(7, 5.5), dpi=90)
+        fig = figure_class(figsize=(7, 5.5), dpi=90)
         axes = fig.add_subplot()
         xy = users.select("x", "y").to_numpy()[self.map_rows]
         if label:
@@ -208,7 +207,7 @@ def build_demo(
     example_csv: str | Path | None = None,
 ) -> Any:
     """The Space's ``gr.Blocks`` over an index (folder, Hub data set id or loaded) and a model."""
-    import gradio as gr
+    gr = require("gradio")  # the `space` extra
 
     loaded = index if isinstance(index, UserIndex) else UserIndex.load(index)
     demo_state = Demo(loaded, model, max_upload_bytes=max_upload_bytes, max_events=max_events)

@@ -21,7 +21,11 @@ import torch
 from transformers import Trainer, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
+from .artifacts import load_corpus_config, write_serialization_settings
+from .cards import write_model_card
 from .errors import Llm4esError
+from .hardware import training_precision
+from .models import load_model
 
 
 @dataclass
@@ -62,8 +66,6 @@ def parse_mixture_entry(entry: str, default_config: str) -> tuple[str, str, floa
 
 
 def _load_split(path: str, config: str, split: str) -> datasets.Dataset:
-    from .corpus import load_corpus_config
-
     splits = load_corpus_config(path, config)
     if split not in splits:
         raise Llm4esError(
@@ -169,32 +171,14 @@ def tokenize_for_lm(
     return tokenized.remove_columns("truncated"), report
 
 
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def auto_precision() -> dict[str, bool]:
-    """bf16/fp16/use_cpu flags for this hardware: bf16 where it is fast, fp32 on other CPUs.
-
-    On CPUs with AVX512-BF16/AMX, bf16 autocast (fp32 master weights) trains about 2x faster
-    than fp32 with the loss on track (benchmarks/train.py), so it is the automatic choice there.
-    """
-    if torch.cuda.is_available():
-        bf16 = torch.cuda.is_bf16_supported()
-        return {"bf16": bf16, "fp16": not bf16, "use_cpu": False}
-    return {"bf16": cpu_supports_bf16(), "fp16": False, "use_cpu": True}
-
-
 @dataclass
 class LLM4ESSFTConfig(SFTConfig):
     """TRL's SFTConfig where ``bf16`` left unset means "automatic" (see auto_precision), also on CPU.
 
     TRL defaults bf16 to True, which transformers rejects on a CPU unless ``use_cpu`` is set.
+    The automatic choice is ``hardware.training_precision``: bf16 where the hardware computes it
+    natively (on CPUs with AVX512-BF16/AMX bf16 autocast trains about 2x faster than fp32 with the
+    loss on track, benchmarks/train.py), fp32 elsewhere.
     """
 
     fused_lm_head: bool | None = field(
@@ -207,7 +191,7 @@ class LLM4ESSFTConfig(SFTConfig):
     )
 
     def __post_init__(self) -> None:
-        flags = auto_precision()
+        flags = training_precision()
         if not torch.cuda.is_available():
             self.use_cpu = True
         if self.fused_lm_head is None:
@@ -280,29 +264,10 @@ def check_lora_targets(model: torch.nn.Module, target_modules: Any) -> None:
         )
 
 
-def load_base_model(model_name_or_path: str, dtype: str | None = None) -> tuple[Any, Any, str]:
-    """Tokenizer and causal LM of a bundled name, a path or a Hub id; clear error when unresolvable offline."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .assets import resolve_model
-
-    resolved = resolve_model(model_name_or_path)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved)
-        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype or torch.float32)
-    except OSError as err:
-        raise Llm4esError(
-            f"cannot load model {model_name_or_path!r}: not a bundled name, a local folder, or a Hub id reachable "
-            f"now (offline?): {err}",
-            key="model_name_or_path",
-        ) from err
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer, model, resolved
-
-
 def run_sft(script_args: SFTScriptArguments, training_args: Any, model_args: Any) -> dict[str, Any]:
-    """Load data and model, validate everything, train, save (with card), push if asked."""
+    """Load data and model, validate everything, train, save with its card and, from a local
+    corpus, the schema and serialization settings (so the model embeds raw events as its corpus
+    was made). Publishing is the caller's (recipes/sft.py): the Trainer's own pushes are off."""
     from accelerate import PartialState
     from transformers.trainer_utils import get_last_checkpoint
     from trl import get_peft_config
@@ -315,7 +280,8 @@ def run_sft(script_args: SFTScriptArguments, training_args: Any, model_args: Any
     training_args.include_num_input_tokens_seen = "non_padding"
 
     texts = load_training_texts(script_args, seed=training_args.seed)
-    tokenizer, model, resolved = load_base_model(model_name, model_args.dtype if model_args.dtype != "auto" else None)
+    dtype = getattr(torch, model_args.dtype) if model_args.dtype not in (None, "auto") else torch.float32
+    tokenizer, model, resolved = load_model(model_name, dtype=dtype, key="model_name_or_path")
     peft_config = get_peft_config(model_args)
     if peft_config is not None:
         check_lora_targets(model, peft_config.target_modules)
@@ -333,9 +299,9 @@ def run_sft(script_args: SFTScriptArguments, training_args: Any, model_args: Any
             f"precision: {'bf16' if training_args.bf16 else 'fp16' if training_args.fp16 else 'fp32'}"
         )
 
-    # We push once, at the end, to main plus a run branch (hub.push_model); the Trainer's own
-    # per-save pushes would target a revision that does not exist yet and upload checkpoints.
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    # The caller pushes once, at the end, to main plus a run branch (hub.push_model); the Trainer's
+    # own per-save pushes would target a revision that does not exist yet and upload checkpoints.
+    training_args.push_to_hub = False
     throughput = ThroughputCallback()
     trainer = LLM4ESSFTTrainer(
         model=model,
@@ -361,22 +327,16 @@ def run_sft(script_args: SFTScriptArguments, training_args: Any, model_args: Any
         "training": throughput.summary,
         "loss_curve": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
         "hyperparameters": _hyperparameters(training_args, model_args, script_args),
+        "precision": {"no": "fp32"}.get(
+            str(trainer.accelerator.mixed_precision), str(trainer.accelerator.mixed_precision)
+        ),
         "world_size": state.num_processes,
     }
     if state.is_main_process:
+        if script_args.corpus and not script_args.mixture:
+            info["serialization_saved"] = write_serialization_settings(output_dir, script_args.corpus)
         (output_dir / "llm4es_training.json").write_text(json.dumps(info, indent=2, default=str))
-        from .cards import write_model_card
-
         write_model_card(output_dir, info)
-        if push_to_hub:
-            from .hub import push_model
-
-            push_model(
-                output_dir,
-                training_args.hub_model_id or output_dir.name,
-                revision=training_args.hub_revision,
-                private=training_args.hub_private_repo is not False,
-            )
     state.wait_for_everyone()
     return info
 

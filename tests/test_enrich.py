@@ -15,6 +15,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from llm4es_hf.enrich.cli import main as enrich_main
+from llm4es_hf.enrich.cli import pick_users
 
 from llm4es_hf.assets import schema_path
 from llm4es_hf.enrich import (
@@ -33,8 +35,6 @@ from llm4es_hf.enrich import (
     render_prompt,
 )
 from llm4es_hf.enrich.backends import finish_of
-from llm4es_hf.enrich.cli import main as enrich_main
-from llm4es_hf.enrich.cli import pick_users
 from llm4es_hf.errors import Llm4esError
 from llm4es_hf.schema import load_schema, save_schema
 

@@ -59,7 +59,8 @@ def test_movielens_bundled():
 
 def test_movielens_compact_layout_fits_more_history():
     from llm4es_hf.assets import recipes_dir
-    from llm4es_hf.serialize import Serializer, load_tokenizer
+    from llm4es_hf.models import load_tokenizer
+    from llm4es_hf.serialize import Serializer
 
     compact = load_source("movielens", schema=recipes_dir() / "movielens" / "schema_compact.yaml")
     full = load_source("movielens")

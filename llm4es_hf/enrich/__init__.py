@@ -2,8 +2,8 @@
 
 Prompts (``prompts``), generators (``backends``: in-process transformers or an
 OpenAI-compatible server), a crash-safe SQLite cache (``cache``) and the runner that
-ties them together with quality checks and retries (``runner``). The heavy
-dependencies (torch, transformers, httpx) load only when a backend is built.
+ties them together with quality checks and retries (``runner``). The command is
+``llm4es enrich`` (``llm4es_hf.cli.enrich``).
 """
 
 from .backends import BACKENDS, Backend, Generation, OpenAIBackend, SamplingConfig, TransformersBackend, make_backend

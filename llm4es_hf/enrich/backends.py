@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import Llm4esError
+from ..hardware import pick_device, pick_dtype
+from ..models import load_model
+from .prompts import render_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -88,44 +91,6 @@ class Backend(Protocol):
 # ----- transformers ---------------------------------------------------------------------
 
 
-def _pick_device(device: str) -> str:
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def _pick_dtype(dtype: str, device: str) -> Any:
-    """``auto``: bfloat16 where the hardware computes it natively (the authors generated in bf16), else float32."""
-    import torch
-
-    if dtype == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        if device == "cpu" and cpu_has_native_bf16():
-            return torch.bfloat16
-        return torch.float32
-    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in names:
-        raise Llm4esError(f"unknown dtype {dtype!r}; choose auto or one of {sorted(names)}", key="dtype")
-    return names[dtype]
-
-
 def batch_seed(seed: int, prompts: Sequence[str]) -> int:
     """A seed for one batch, from the configured seed and the batch's prompts (reproducible runs)."""
     digest = hashlib.sha256(str(seed).encode())
@@ -164,27 +129,16 @@ class TransformersBackend:
         dtype: str = "auto",
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from ..assets import resolve_model
 
         if batch_size < 1:
             raise Llm4esError(f"batch_size must be >= 1, got {batch_size}", key="batch_size")
         self._name = model
         self.batch_size = batch_size
-        self.device = _pick_device(device)
-        path = resolve_model(model)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_pick_dtype(dtype, self.device))
-        except OSError as err:
-            raise Llm4esError(f"cannot load generator {model!r} (offline, and not a local path?): {err}") from err
+        self.device = pick_device(device)
+        self.tokenizer, self.model, _ = load_model(
+            model, dtype=pick_dtype(dtype, self.device), padding_side="left", key="generator"
+        )
         self.model.to(self.device).eval()
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        if self.tokenizer.pad_token is None:
-            raise Llm4esError(f"generator {model!r} has neither a pad nor an EOS token")
         self.eos_ids = self._eos_ids()
         self._torch = torch
 
@@ -203,8 +157,6 @@ class TransformersBackend:
 
     def render(self, messages: Messages) -> str:
         """The conversation through the generator's chat template."""
-        from .prompts import render_prompt
-
         return render_prompt(messages, self.tokenizer)
 
     def generate(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Llm4esError
-from ..schema import EventSchema
+from ..schema import DomainWords, EventSchema
 
 SYSTEM_PROMPT = (
     "You transform a structured list of {events} into another text format, preserving all original data fields. "
@@ -98,12 +98,7 @@ def get_variant(variant: str | PromptVariant) -> PromptVariant:
 
 def domain_words(schema: EventSchema | None) -> dict[str, str]:
     """The words a prompt uses for the data set's events and users."""
-    if schema is None:
-        from ..schema import DomainWords
-
-        words = DomainWords()
-    else:
-        words = schema.domain
+    words = DomainWords() if schema is None else schema.domain
     return {"event": words.event, "events": words.events, "user": words.user, "description": words.description}
 
 

@@ -6,7 +6,7 @@ schema (``recipes/<name>/schema.yaml``) plus a reader of its raw files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -21,6 +21,44 @@ from .movielens import read_movielens
 from .synthetic import generate_rosbank
 
 SOURCES = ("movielens", "rosbank", "gender", "age", "synthetic", "csv", "parquet")
+
+
+@dataclass
+class SourceConfig:
+    """Where the events come from and how users are split (``llm4es serialize``, corpus recipes)."""
+
+    source: str = field(default="movielens", metadata={"help": f"where the events come from: one of {list(SOURCES)}"})
+    input: str | None = field(
+        default=None, metadata={"help": "raw file (csv/parquet) or folder (ml-1m, rosbank, gender, age)"}
+    )
+    schema: str | None = field(
+        default=None, metadata={"help": "EventSchema YAML (required for csv/parquet; overrides built-in ones)"}
+    )
+    labels: str | None = field(default=None, metadata={"help": "csv/parquet: a user table with the label columns"})
+    synthetic_users: int = field(default=1000, metadata={"help": "synthetic: number of users"})
+    synthetic_events: float = field(default=50.0, metadata={"help": "synthetic: mean events per user"})
+    seed: int = field(default=42, metadata={"help": "seed of the synthetic data, the split (and enrichment)"})
+    test_size: float = field(default=0.1, metadata={"help": "fraction of (labeled) users held out"})
+    split_label: str | None = field(
+        default=None, metadata={"help": "draw test users among users with this label (default: the first)"}
+    )
+
+    def load(self) -> SourceResult:
+        """Read the configured source (``load_source``)."""
+        return load_source(
+            self.source,
+            input=self.input,
+            schema=self.schema,
+            labels=self.labels,
+            synthetic_users=self.synthetic_users,
+            synthetic_events_per_user=self.synthetic_events,
+            seed=self.seed,
+        )
+
+    def split(self, texts: datasets.Dataset, schema: EventSchema) -> datasets.DatasetDict:
+        """The seeded train/test split of users (test users drawn among labeled ones)."""
+        label = self.split_label or (schema.labels[0].name if schema.labels else None)
+        return split_users(texts, test_size=self.test_size, seed=self.seed, label=label)
 
 
 @dataclass
@@ -93,4 +131,13 @@ def _read(
     return events, read_table(labels, encoding=schema.encoding) if labels else None
 
 
-__all__ = ["SOURCES", "SourceReport", "SourceResult", "build_users", "load_source", "read_table", "split_users"]
+__all__ = [
+    "SOURCES",
+    "SourceConfig",
+    "SourceReport",
+    "SourceResult",
+    "build_users",
+    "load_source",
+    "read_table",
+    "split_users",
+]

@@ -1,66 +1,83 @@
 """`llm4es enrich`: rewrite a seeded fraction of users' serialized texts with an LLM.
 
-Reads what `llm4es serialize` saved (a Dataset or DatasetDict with ``user_id`` and
-``text``, and ``schema.yaml`` beside it), enriches, and saves a Dataset with
-``user_id, variant, text, source_text, finish_reason`` (failures left out, counted).
-Runnable on its own as ``python -m llm4es_hf.enrich.cli``.
+Reads what `llm4es serialize` saved (a Dataset or DatasetDict with ``user_id`` and ``text``, and
+``schema.yaml`` beside it), enriches, and saves a Dataset with ``user_id, variant, text,
+source_text, finish_reason`` (failures left out, counted). Every result is stored in SQLite as
+soon as it is produced: ``kill -9`` loses nothing and a rerun skips what is done.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
+
+from ..config import parse_config
+from ..enrich import (
+    BACKENDS,
+    VARIANTS,
+    EnrichmentCache,
+    SamplingConfig,
+    enrich_records,
+    make_backend,
+    pick_users,
+)
 from ..errors import Llm4esError
-from .backends import BACKENDS
-from .prompts import VARIANTS
-from .runner import pick_users
+from ..schema import load_schema, save_schema
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `enrich` sub-command's options."""
-    parser.add_argument("--input", required=True, help="folder written by `llm4es serialize` (text, user_id)")
-    parser.add_argument("--output", required=True, help="folder for the enriched Dataset")
-    parser.add_argument("--schema", help="EventSchema YAML for the domain words (default: INPUT/schema.yaml)")
-    parser.add_argument("--variant", default="free", choices=sorted(VARIANTS), help="prompt variant (default: free)")
-    parser.add_argument("--fraction", type=float, default=0.2, help="fraction of users to enrich, in [0, 1]")
-    parser.add_argument("--split", default="train", help="split to read when INPUT is a DatasetDict")
-    parser.add_argument("--seed", type=int, default=42, help="seed of the user draw and of sampling")
+@dataclass
+class EnrichConfig:
+    """Options of `llm4es enrich`."""
 
-    group = parser.add_argument_group("generator")
-    group.add_argument("--backend", default="transformers", choices=BACKENDS)
-    group.add_argument("--generator", default="smollm2-135m", help="transformers: bundled name, folder or Hub id")
-    group.add_argument("--device", default="auto", help="transformers: cpu, cuda, cuda:1, mps or auto")
-    group.add_argument("--dtype", default="auto", help="transformers: auto, float32, bfloat16 or float16")
-    group.add_argument("--batch-size", type=int, default=16, help="transformers: prompts per generate call")
-    group.add_argument("--base-url", help="openai: server URL up to /v1, e.g. http://localhost:8000/v1")
-    group.add_argument("--model", help="openai: the served model's name")
-    group.add_argument("--api-key-env", help="openai: name of the environment variable holding the API key")
-    group.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
-    group.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request")
-    group.add_argument("--request-retries", type=int, default=3, help="openai: retries on connection errors/5xx/429")
-
-    group = parser.add_argument_group("sampling")
-    group.add_argument("--max-new-tokens", type=int, default=512)
-    group.add_argument("--temperature", type=float, default=0.6)
-    group.add_argument("--top-p", type=float, default=0.9)
-    group.add_argument("--max-retries", type=int, default=2, help="new tries for empty/truncated/refused outputs")
-    group.add_argument(
-        "--keep-truncated", action="store_true", help="keep outputs cut by --max-new-tokens instead of retrying them"
+    input: str | None = field(default=None, metadata={"help": "folder written by `llm4es serialize` (text, user_id)"})
+    output: str | None = field(default=None, metadata={"help": "folder for the enriched Dataset"})
+    schema: str | None = field(
+        default=None, metadata={"help": "EventSchema YAML for the domain words (default: INPUT/schema.yaml)"}
     )
-    group.add_argument("--retry-failed", action="store_true", help="try again the records stored as failed")
-    group.add_argument("--cache", help="SQLite cache (default: OUTPUT/enrich_cache.sqlite)")
-    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    variant: str = field(default="free", metadata={"help": f"prompt variant: one of {sorted(VARIANTS)}"})
+    fraction: float = field(default=0.2, metadata={"help": "fraction of users to enrich, in [0, 1]"})
+    split: str = field(default="train", metadata={"help": "split to read when INPUT is a DatasetDict"})
+    seed: int = field(default=42, metadata={"help": "seed of the user draw and of sampling"})
+    backend: str = field(default="transformers", metadata={"help": f"generator: one of {list(BACKENDS)}"})
+    generator: str = field(default="smollm2-135m", metadata={"help": "transformers: bundled name, folder or Hub id"})
+    device: str = field(default="auto", metadata={"help": "transformers: cpu, cuda, cuda:1, mps or auto"})
+    dtype: str = field(default="auto", metadata={"help": "transformers: auto, float32, bfloat16 or float16"})
+    batch_size: int = field(default=16, metadata={"help": "transformers: prompts per generate call"})
+    base_url: str | None = field(
+        default=None, metadata={"help": "openai: server URL up to /v1, e.g. http://localhost:8000/v1"}
+    )
+    model: str | None = field(default=None, metadata={"help": "openai: the served model's name"})
+    api_key_env: str | None = field(
+        default=None, metadata={"help": "openai: name of the environment variable holding the API key"}
+    )
+    concurrency: int = field(default=8, metadata={"help": "openai: requests in flight"})
+    timeout: float = field(default=60.0, metadata={"help": "openai: seconds per request"})
+    request_retries: int = field(default=3, metadata={"help": "openai: retries on connection errors/5xx/429"})
+    max_new_tokens: int = field(default=512, metadata={"help": "generation length cap"})
+    temperature: float = field(default=0.6, metadata={"help": "sampling temperature"})
+    top_p: float = field(default=0.9, metadata={"help": "nucleus sampling"})
+    max_retries: int = field(default=2, metadata={"help": "new tries for empty/truncated/refused outputs"})
+    keep_truncated: bool = field(
+        default=False, metadata={"help": "keep outputs cut by --max-new-tokens instead of retrying them"}
+    )
+    retry_failed: bool = field(default=False, metadata={"help": "try again the records stored as failed"})
+    cache: str | None = field(default=None, metadata={"help": "SQLite cache (default: OUTPUT/enrich_cache.sqlite)"})
+    no_progress: bool = field(default=False, metadata={"help": "no progress bar"})
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise Llm4esError(f"unknown variant {self.variant!r}; known: {sorted(VARIANTS)}", key="variant")
+        if self.backend not in BACKENDS:
+            raise Llm4esError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}", key="backend")
 
 
-def load_texts(input_dir: str | Path, split: str) -> Any:
+def load_input(input_dir: str | Path, split: str) -> Any:
     """The Dataset of texts to enrich (one split of a DatasetDict)."""
-    import datasets
-
     path = Path(input_dir)
     if not path.exists():
         raise Llm4esError("input folder not found", file=path)
@@ -78,10 +95,8 @@ def load_texts(input_dir: str | Path, split: str) -> Any:
     return data
 
 
-def backend_from_args(args: argparse.Namespace) -> Any:
+def backend_from_args(args: EnrichConfig) -> Any:
     """The generator the options ask for; the API key is read from the named environment variable."""
-    from .backends import make_backend
-
     if args.backend == "openai" and (not args.base_url or not args.model):
         raise Llm4esError("--backend openai needs --base-url and --model", key="base_url")
     api_key = None
@@ -104,15 +119,8 @@ def backend_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: EnrichConfig) -> int:
     """Enrich, save the Dataset and the report, print the report."""
-    import datasets
-
-    from ..schema import load_schema, save_schema
-    from .backends import SamplingConfig
-    from .cache import EnrichmentCache
-    from .runner import enrich_records
-
     sampling = SamplingConfig(
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed
     )
@@ -122,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     if not schema_file.exists():
         raise Llm4esError("schema not found; give --schema", file=schema_file)
     schema = load_schema(schema_file)
-    data = load_texts(args.input, args.split)
+    data = load_input(args.input, args.split)
     chosen = data.select(pick_users(len(data), args.fraction, args.seed))
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -189,17 +197,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run `enrich` on its own (the `llm4es enrich` sub-command does the same)."""
-    parser = argparse.ArgumentParser(prog="llm4es enrich", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except Llm4esError as err:
-        print(f"llm4es enrich: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv: list[str]) -> int:
+    (config,) = parse_config([EnrichConfig], argv, prog="llm4es enrich", description=__doc__)
+    missing = [name for name in ("input", "output") if not getattr(config, name)]
+    if missing:
+        raise Llm4esError(f"--{missing[0]} is required", key=missing[0])
+    return run(config)

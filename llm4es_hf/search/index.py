@@ -1,4 +1,4 @@
-"""Nearest users: a FAISS index over user embeddings, saved with the user ids, labels and a 2-D map.
+"""The user index: a FAISS index over user embeddings, saved with the user ids, labels and a 2-D map.
 
 Vectors are centered on the indexed users' mean (LLM hidden states share one large common
 direction that would otherwise dominate every cosine) and L2-normalized, so inner product is
@@ -9,37 +9,36 @@ An index folder holds ``index.faiss``, ``users.parquet`` (user_id, labels, split
 ``projection.npz`` (the centering mean and the 2-D PCA), ``index.json`` (kind, sizes, the
 model and serialization that made the vectors), and, when built from a corpus, the event
 ``schema.yaml`` and ``texts.parquet`` (what the model saw per user), so that new users'
-events can be embedded the same way (``QueryEncoder``).
+events can be embedded the same way (``search.query.QueryEncoder``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-from .errors import Llm4esError
-from .schema import EventSchema
+from ..artifacts import INDEX_FILES
+from ..assets import is_hub_repo_id
+from ..errors import Llm4esError
+from ..extras import require
 
 INDEX_KINDS = ("auto", "exact", "hnsw")
 EXACT_MAX_USERS = 50_000
 HNSW_NEIGHBORS = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
-FILES = ("index.faiss", "users.parquet", "projection.npz", "index.json")
 
 
 def _faiss() -> Any:
-    import faiss
-
-    return faiss
+    return require("faiss")  # the `search` extra
 
 
 def choose_kind(kind: str, n_users: int, exact_max_users: int = EXACT_MAX_USERS) -> str:
@@ -141,7 +140,7 @@ class UserIndex:
     def load(cls, path_or_repo: str | Path) -> UserIndex:
         """Load an index folder, or download one from a Hub data set repo (``org/name``)."""
         folder = resolve_index_folder(path_or_repo)
-        missing = [name for name in FILES if not (folder / name).exists()]
+        missing = [name for name in INDEX_FILES if not (folder / name).exists()]
         if missing:
             raise Llm4esError(f"not an index folder: missing {missing} (build one with `llm4es index`)", file=folder)
         try:
@@ -285,185 +284,10 @@ def resolve_index_folder(path_or_repo: str | Path) -> Path:
         if not path.is_dir():
             raise Llm4esError("an index is a folder (index.faiss, users.parquet, ...), not a file", file=path)
         return path
-    from .assets import is_hub_repo_id
-
     text = str(path_or_repo)
     if not is_hub_repo_id(text):
         raise Llm4esError("index folder not found (and not a Hub repo id org/name)", file=path)
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
     try:
         return Path(snapshot_download(text, repo_type="dataset"))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
         raise Llm4esError(f"cannot download the index from the Hub data set {text!r}: {err}", file=text) from err
-
-
-def build_index_from_files(
-    embeddings: str | Path,
-    output: str | Path,
-    *,
-    labels: str | Path | None = None,
-    model: str | None = None,
-    kind: str = "auto",
-    exact_max_users: int = EXACT_MAX_USERS,
-) -> UserIndex:
-    """`llm4es index`: an embeddings Parquet (+ labels: a corpus folder or a table) -> an index folder.
-
-    From a corpus folder, the schema, the serialization settings and the texts come along,
-    so the index can embed new users' events the way the corpus was made.
-    """
-    from .evaluation import load_embeddings, load_labels
-
-    ids, matrix = load_embeddings(embeddings)
-    label_frame = None
-    if model is not None and Path(model).exists():  # kept relative, so the two folders can move together
-        model = os.path.relpath(Path(model).resolve(), Path(output).resolve())
-    info: dict[str, Any] = {"embeddings": str(embeddings), "model": model}
-    corpus = None
-    if labels is not None:
-        loaded = load_labels(labels)
-        label_frame = loaded.frame
-        if loaded.split:
-            label_frame = label_frame.join(
-                pl.DataFrame({"user_id": list(loaded.split), "split": list(loaded.split.values())}),
-                on="user_id",
-                how="left",
-            )
-        corpus = loaded.corpus
-        matched = int(np.isin(ids, label_frame["user_id"].to_numpy().astype(str)).sum())
-        if matched == 0:
-            raise Llm4esError(
-                f"no embedded user has a label (e.g. {list(ids[:3])} vs {label_frame['user_id'].head(3).to_list()})",
-                file=labels,
-                column="user_id",
-            )
-        info["labels"] = {"source": str(labels), "matched_users": matched, "tasks": loaded.tasks}
-    if corpus is not None:
-        info["serialization"] = _serialization_settings(corpus)
-    index = UserIndex.build(ids, matrix, labels=label_frame, kind=kind, exact_max_users=exact_max_users, info=info)
-    folder = index.save(output)
-    if corpus is not None:
-        import shutil
-
-        shutil.copy(corpus / "schema.yaml", folder / "schema.yaml")
-        _write_texts(corpus, ids, folder / "texts.parquet")
-    return index
-
-
-def _serialization_settings(corpus: Path) -> dict[str, Any]:
-    """How the corpus turned events into text (format, event cap, token budget, tokenizer)."""
-    summary_path = corpus / "corpus_summary.json"
-    if not summary_path.exists():
-        return {}
-    config = json.loads(summary_path.read_text()).get("config", {})
-    return {key: config.get(key) for key in ("format", "max_events", "max_tokens", "tokenizer")}
-
-
-def _write_texts(corpus: Path, ids: np.ndarray, path: Path) -> None:
-    from .evaluation import load_corpus_users
-
-    users, _ = load_corpus_users(corpus)
-    frames = [
-        pl.from_arrow(ds.select_columns(["user_id", "text"]).with_format("arrow")[:])
-        for ds in users.values()
-        if "text" in ds.column_names
-    ]
-    if not frames:
-        return
-    texts = pl.concat(frames).with_columns(pl.col("user_id").cast(pl.Utf8))
-    texts.filter(pl.col("user_id").is_in(ids.tolist())).write_parquet(path)
-
-
-def event_columns(schema: EventSchema) -> list[str]:
-    """The raw columns an events file has: user id (optional for one user), time, fields."""
-    fields = [f.source_column for f in schema.fields if f.name != "event_time"]
-    return [schema.user_id, schema.time.column, *fields]
-
-
-class QueryEncoder:
-    """Embeds new users' raw events exactly as the index's users were: the index's schema and
-    serialization settings, then the model (``Embedder``) with the same pooling."""
-
-    def __init__(
-        self,
-        index: UserIndex,
-        model: str | None = None,
-        *,
-        max_events: int = 5000,
-        max_users: int = 16,
-    ) -> None:
-        from .embed import Embedder, embedding_settings
-        from .schema import load_schema
-        from .serialize import Serializer, load_tokenizer
-
-        if index.folder is None or not (index.folder / "schema.yaml").exists():
-            raise Llm4esError(
-                "this index has no schema.yaml (build it with --labels CORPUS_FOLDER to embed new events)",
-                file=index.folder,
-            )
-        model = model or index.info.get("model")
-        if not model:
-            raise Llm4esError("no model given and the index does not name one (pass --model)", key="model")
-        # uploads carry events only: the label columns are not expected
-        self.schema = dataclasses.replace(load_schema(index.folder / "schema.yaml"), labels=[])
-        settings = index.info.get("serialization") or {}
-        saved = embedding_settings(model)
-        tokenizer = load_tokenizer(settings.get("tokenizer") or model) if settings.get("max_tokens") else None
-        self.serializer = Serializer(
-            self.schema,
-            settings.get("format") or "llm4es",
-            max_events=settings.get("max_events") or max_events,
-            max_tokens=settings.get("max_tokens"),
-            tokenizer=tokenizer,
-        )
-        self.embedder = Embedder(
-            model,
-            layer_start=saved.get("layer_start"),
-            pooling=saved.get("pooling", "mean"),
-            # the exported model's length, else the corpus budget the index was embedded with
-            max_length=saved.get("max_length") or settings.get("max_tokens") or 2048,
-        )
-        if self.embedder.dimension != index.dimension:
-            raise Llm4esError(
-                f"model {model!r} gives {self.embedder.dimension}-dim vectors, the index holds {index.dimension}",
-                key="model",
-            )
-        self.index = index
-        self.max_events = max_events
-        self.max_users = max_users
-
-    @property
-    def columns(self) -> list[str]:
-        return event_columns(self.schema)
-
-    def read_events(self, path: str | Path) -> pl.DataFrame:
-        """Read an events CSV/Parquet in the schema's raw columns, checking columns and size."""
-        from .sources.base import FILE, ROW, read_table
-
-        frame = read_table(path, encoding=self.schema.encoding)
-        present = [c for c in frame.columns if c not in (ROW, FILE)]
-        unknown = [c for c in present if c not in self.columns]
-        if unknown:
-            raise Llm4esError(f"unknown columns {unknown}; expected {self.columns}", file=path, column=unknown[0])
-        if self.schema.user_id not in present:
-            frame = frame.with_columns(pl.lit("query").alias(self.schema.user_id))
-        if len(frame) == 0:
-            raise Llm4esError("the file has no events", file=path)
-        if len(frame) > self.max_events:
-            raise Llm4esError(f"too many events: {len(frame):,} rows (at most {self.max_events:,})", file=path)
-        return frame
-
-    def texts(self, path: str | Path) -> tuple[list[str], list[str]]:
-        """``(user_ids, texts)`` of the users in an events file, serialized as the index's corpus."""
-        from .sources.base import SourceReport, build_users
-
-        frame = self.read_events(path)
-        users = build_users(frame, self.schema, SourceReport(source="upload"))
-        if len(users) > self.max_users:
-            raise Llm4esError(f"the file holds {len(users)} users (at most {self.max_users})", file=path)
-        texts = self.serializer(users)
-        return [str(u) for u in texts["user_id"]], list(texts["text"])
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        return self.embedder.encode(texts, progress=False)
