@@ -58,12 +58,13 @@ def main() -> None:
     import datasets
     from trl import ModelConfig
 
+    from llm4es_hf.artifacts import load_corpus_users, load_embeddings, load_labels, load_texts, save_embeddings
     from llm4es_hf.assets import recipes_dir, resolve_model
     from llm4es_hf.baselines import aggregate_features, bag_of_categories
     from llm4es_hf.config import parse_config
     from llm4es_hf.corpus import CorpusConfig, build_corpus
-    from llm4es_hf.embed import Embedder, embed_dataset, export_sentence_transformer, load_texts, save_embeddings
-    from llm4es_hf.evaluation import concat_features, evaluate_features, load_corpus_users, load_embeddings, load_labels
+    from llm4es_hf.embed import Embedder, embed_dataset, export_sentence_transformer
+    from llm4es_hf.evaluation import concat_features, evaluate_features
     from llm4es_hf.train import LLM4ESSFTConfig, SFTScriptArguments, run_sft
 
     out = Path(args.output_dir)

@@ -39,10 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import peak_rss_mb, report  # noqa: E402
 
 from llm4es_hf.assets import resolve_model  # noqa: E402
+from llm4es_hf.hardware import cpu_has_native_bf16  # noqa: E402
 from llm4es_hf.models import load_tokenizer
 from llm4es_hf.serialize import Serializer  # noqa: E402
 from llm4es_hf.sources import load_source  # noqa: E402
-from llm4es_hf.train import LLM4ESSFTConfig, cpu_supports_bf16, tokenize_for_lm  # noqa: E402
+from llm4es_hf.train import LLM4ESSFTConfig, tokenize_for_lm  # noqa: E402
 
 CONFIGS = ("hand", "hand-micro", "padded", "packed", "grouped", "micro", "fp32", "fused")
 OPTIM = {"lr": 5e-5, "betas": (0.9, 0.95), "eps": 1e-5, "weight_decay": 1e-6}
@@ -184,7 +185,7 @@ def main() -> None:
     dataset = datasets.Dataset.from_dict({"input_ids": rows})
     batches = [rows[i : i + args.batch_size] for i in range(0, n, args.batch_size)]
     model_path = resolve_model("smollm2-135m")
-    bf16 = cpu_supports_bf16()
+    bf16 = cpu_has_native_bf16()
     precision = "bf16" if bf16 else "fp32"
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 

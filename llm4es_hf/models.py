@@ -41,14 +41,16 @@ def _cannot_load(what: str, name: str, err: Exception, key: str) -> Llm4esError:
     )
 
 
-def load_tokenizer(name_or_path: str, *, padding_side: str | None = None, key: str = "tokenizer") -> Any:
+def load_tokenizer(
+    name_or_path: str, *, padding_side: str | None = None, key: str = "tokenizer", what: str = "tokenizer"
+) -> Any:
     """The (fast) tokenizer of a bundled model name, a folder or a Hub id, with a pad token."""
     from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(name_or_path))
     except (OSError, ValueError) as err:
-        raise _cannot_load("tokenizer", name_or_path, err, key) from err
+        raise _cannot_load(what, name_or_path, err, key) from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if padding_side is not None:
@@ -73,7 +75,7 @@ def load_model(
     resolved = resolve_model(name_or_path)
     if Path(resolved).is_dir() and not (Path(resolved) / "config.json").exists():
         raise Llm4esError("model folder has no config.json (not a saved transformers model)", file=resolved)
-    tokenizer = load_tokenizer(name_or_path, padding_side=padding_side, key=key)
+    tokenizer = load_tokenizer(name_or_path, padding_side=padding_side, key=key, what="model")
     loader = AutoModelForCausalLM if head == "causal-lm" else AutoModel
     try:
         with quiet_transformers():

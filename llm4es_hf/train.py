@@ -173,7 +173,7 @@ def tokenize_for_lm(
 
 @dataclass
 class LLM4ESSFTConfig(SFTConfig):
-    """TRL's SFTConfig where ``bf16`` left unset means "automatic" (see auto_precision), also on CPU.
+    """TRL's SFTConfig where ``bf16`` left unset means "automatic", also on CPU.
 
     TRL defaults bf16 to True, which transformers rejects on a CPU unless ``use_cpu`` is set.
     The automatic choice is ``hardware.training_precision``: bf16 where the hardware computes it

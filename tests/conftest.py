@@ -137,9 +137,10 @@ def movielens_index(tmp_path_factory, tiny_model) -> Path:
     """An index folder over the bundled MovieLens-100K viewers in the compact layout (the
     quickstart's and the demo's), embedded by the tiny model (corpus texts cut to 120
     tiny-tokenizer tokens), with labels, schema and texts."""
+    from llm4es_hf.artifacts import load_texts, save_embeddings
     from llm4es_hf.assets import recipes_dir
     from llm4es_hf.corpus import CorpusConfig, build_corpus
-    from llm4es_hf.embed import Embedder, load_texts, save_embeddings
+    from llm4es_hf.embed import Embedder
     from llm4es_hf.search import build_index_from_files
 
     root = tmp_path_factory.mktemp("ml-index")

@@ -15,10 +15,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from llm4es_hf.enrich.cli import main as enrich_main
-from llm4es_hf.enrich.cli import pick_users
 
 from llm4es_hf.assets import schema_path
+from llm4es_hf.cli import main as llm4es
 from llm4es_hf.enrich import (
     VARIANTS,
     EnrichmentCache,
@@ -31,6 +30,7 @@ from llm4es_hf.enrich import (
     enrich_records,
     enrich_texts,
     make_backend,
+    pick_users,
     record_key,
     render_prompt,
 )
@@ -45,6 +45,10 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<assistant>{% endif %}"
 )
 MOVIELENS_TEXT = "Date|Movie|Genres|Rating (1-5)\n1997-09-22, Toy Story, Animation/Comedy, 5"
+
+
+def llm4es_enrich(argv: list[str]) -> int:
+    return llm4es(["enrich", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -357,7 +361,7 @@ def test_enrich_cli_end_to_end(fake_openai, tmp_path, capsys, monkeypatch):
     argv = ["--input", str(source), "--output", str(output), "--variant", "markdown", "--fraction", "1",
             "--backend", "openai", "--base-url", fake_openai.url, "--model", "fake", "--api-key-env", "FAKE_KEY",
             "--max-retries", "1", "--no-progress"]  # fmt: skip
-    assert enrich_main(argv) == 0
+    assert llm4es_enrich(argv) == 0
     printed = capsys.readouterr().out
     assert "users selected: 10 of 10" in printed and "failed after retries (left out): 2" in printed
     assert "sk-secret" not in printed
@@ -373,7 +377,7 @@ def test_enrich_cli_end_to_end(fake_openai, tmp_path, capsys, monkeypatch):
     assert "sk-secret" not in (output / "enrich_report.json").read_text()
 
     served = fake_openai.served
-    assert enrich_main([*argv, "--fraction", "0.5", "--output", str(output)]) == 0
+    assert llm4es_enrich([*argv, "--fraction", "0.5", "--output", str(output)]) == 0
     assert fake_openai.served == served  # every chosen user is in the cache already
     assert "users selected: 5 of 10" in capsys.readouterr().out
 
@@ -382,11 +386,11 @@ def test_enrich_cli_fraction_and_input_errors(tmp_path, capsys):
     source = _serialized_folder(tmp_path / "serialized", 3)
     base = ["--input", str(source), "--output", str(tmp_path / "out"), "--backend", "openai",
             "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]  # fmt: skip
-    assert enrich_main([*base, "--fraction", "1.5"]) == 2
+    assert llm4es_enrich([*base, "--fraction", "1.5"]) == 2
     assert "fraction must be in [0, 1], got 1.5" in capsys.readouterr().err
     with pytest.raises(Llm4esError, match="fraction"):
         pick_users(10, -0.1, 42)
-    assert enrich_main([*base, "--split", "validation"]) == 2
+    assert llm4es_enrich([*base, "--split", "validation"]) == 2
     assert "no split 'validation'; splits: ['test', 'train']" in capsys.readouterr().err
     assert list(pick_users(10, 0.3, 42)) == list(pick_users(10, 0.3, 42)) and len(pick_users(10, 0.3, 42)) == 3
     assert len(pick_users(10, 0.0, 42)) == 0
@@ -399,7 +403,7 @@ def test_kill_and_resume_loses_nothing_and_regenerates_nothing_stored(fake_opena
     source = _serialized_folder(tmp_path / "serialized", n)
     output = tmp_path / "enriched"
     cache_file = tmp_path / "cache.sqlite"
-    command = [sys.executable, "-m", "llm4es_hf.enrich.cli", "--input", str(source), "--output", str(output),
+    command = [sys.executable, "-m", "llm4es_hf.cli", "enrich", "--input", str(source), "--output", str(output),
                "--fraction", "1", "--backend", "openai", "--base-url", fake_openai.url, "--model", "fake",
                "--concurrency", "2", "--cache", str(cache_file), "--no-progress"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -13,7 +13,8 @@ import pytest
 
 from llm4es_hf.cli import main
 from llm4es_hf.errors import Llm4esError
-from llm4es_hf.search import QueryEncoder, UserIndex, label_distribution, normalize_rows
+from llm4es_hf.search import QueryEncoder, UserIndex, label_distribution
+from llm4es_hf.search.index import normalize_rows
 
 
 def clustered(n: int = 600, dim: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -45,7 +45,7 @@ def test_space_metadata_agrees_with_the_package():
     from packaging.requirements import Requirement
 
     front = yaml.safe_load((SPACE / "README.md").read_text().split("---")[1])
-    pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["space"]
     gradio_pin = next(d for d in pinned if d.startswith("gradio"))
     assert front["sdk"] == "gradio" and front["app_file"] == "app.py" and (SPACE / "app.py").exists()
     assert gradio_pin == f"gradio=={front['sdk_version']}" and gr.__version__ == front["sdk_version"]
@@ -56,6 +56,7 @@ def test_space_metadata_agrees_with_the_package():
     ]
     names = {r.name for r in requirements}
     assert "llm4es-hf" in names and "gradio" not in names  # gradio comes from sdk_version only
+    assert {"search"} <= next(r for r in requirements if r.name == "llm4es-hf").extras  # faiss for the index
     assert next(r for r in requirements if r.name == "llm4es-hf").specifier.contains("0.1.0")
     app = (SPACE / "app.py").read_text()
     for repo in re.findall(r'"LLM4ES_\w+": "([^"]+)"', app):

@@ -116,6 +116,24 @@ def test_full_run_changes_weights_and_saves_card(tmp_path, tiny_model, tiny_corp
     card = (out / "README.md").read_text()
     assert "pipeline_tag: feature-extraction" in card and "| learning_rate | 0.01 |" in card
     assert "hidden_states[k:]" in card or "layers k..L" in card
+    # the card names the folder, the precision actually used, rounded figures, no link to nowhere
+    assert "\n# full\n" in card and "| precision (as trained) | fp32 |" in card and "| bf16 |" not in card
+    loss = info["training"]["final_loss"]
+    assert f"→ {loss:.4f}," in card and f"{loss}," not in card.replace(f"{loss:.4f}", "")
+    assert "https://github.com/)" not in card and "arxiv.org/abs/2508.05688" in card and "@inproceedings" in card
+    # the model carries its corpus' schema and serialization, so it can embed raw events
+    assert (out / "schema.yaml").exists() and (out / "llm4es_serialization.json").exists()
+    assert "UserEncoder.from_pretrained" in card and info["serialization_saved"] is True
+
+
+def test_llm4es_sft_is_the_recipe_script(tmp_path, tiny_model, tiny_corpus):
+    from llm4es_hf.cli import main as llm4es
+
+    args = ["--corpus", str(tiny_corpus), "--model_name_or_path", str(tiny_model), "--max_steps", "1", *FAST]
+    assert llm4es(["sft", *args, "--output_dir", str(tmp_path / "cli")]) == 0
+    assert sft_recipe.main([*args, "--output_dir", str(tmp_path / "script")]) == 0
+    assert weights(tmp_path / "cli").keys() == weights(tmp_path / "script").keys()
+    assert not changed(weights(tmp_path / "cli"), weights(tmp_path / "script"))  # same seed, same run
 
 
 def test_plain_loss_path_matches_trl_fused_head(tmp_path, tiny_model, tiny_corpus):
@@ -372,6 +390,8 @@ def test_push_model_to_loopback_hub(tmp_path, tiny_model, tiny_corpus, loopback_
     assert "run-1" in {ref.name for ref in HfApi().list_repo_refs("org/llm4es-tiny").branches}
     model = AutoModel.from_pretrained("org/llm4es-tiny")
     assert model.config.hidden_size == 32
+    assert {"schema.yaml", "llm4es_serialization.json"} <= set(files)
+    assert "\n# org/llm4es-tiny\n" in (out / "README.md").read_text()  # pushed: named by its repo id
     with pytest.raises(Llm4esError, match="refusing to overwrite"):
         push_model(out, "org/llm4es-tiny", revision="run-1")
 

@@ -22,7 +22,7 @@ class EmbedConfig:
     model: str | None = field(default=None, metadata={"help": "model folder, Hub id, or bundled name (smollm2-135m)"})
     corpus: str | None = field(default=None, metadata={"help": "corpus folder or Hub data set id (plain texts)"})
     output: str | None = field(default=None, metadata={"help": "Parquet file to write (user_id, split, embedding)"})
-    config: str = field(default="serialized", metadata={"help": "corpus config holding the plain texts"})
+    corpus_config: str = field(default="serialized", metadata={"help": "corpus config holding the plain texts"})
     splits: list[str] = field(default_factory=list, metadata={"help": "splits to embed (default: all)"})
     layer_start: int | None = field(
         default=None, metadata={"help": "first hidden state averaged (default: the model's export, else L/3)"}
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
         max_length=config.max_length or saved.get("max_length", 2048),
         dtype=config.dtype,
     )
-    texts = load_texts(config.corpus, config.config, config.splits or None)
+    texts = load_texts(config.corpus, config.corpus_config, config.splits or None)
     embeddings = embed_dataset(embedder, texts, batch_size=config.batch_size)
     if PartialState().is_main_process:
         save_embeddings(config.output, texts["user_id"], embeddings, extra={"split": texts["split"]})
