@@ -1,10 +1,12 @@
 """The README's commands, run as a user runs them.
 
-Every line of the fenced shell blocks of README.md and of each recipes/*/README.md runs, in the
-README's order, in a fresh folder per README (nothing built yet: no corpus, no model), with the
-smallest budgets its command line allows (BUDGETS, appended to the line). Lines that need the
-network, a GPU or a server that runs until stopped are skipped by name, with the reason (SKIPS).
-The test reads the READMEs: when a line changes there, the test runs the new line.
+Every line of the fenced shell blocks (and every Python block) of README.md, then of each
+recipes/*/README.md, then of docs/*.md, runs in that order in one folder where nothing is built
+yet (no corpus, no model: the README's first line builds them), with the smallest budgets its
+command line allows (BUDGETS, appended to the line). A line that already ran, word for word, is
+not run twice. Lines that need the network, a GPU or a server that runs until stopped are skipped
+by name, with the reason (SKIPS). The test reads the files: when a line changes there, the test
+runs the new line.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import yaml
 from tests.test_sources import SHOP_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
-READMES = [ROOT / "README.md", *sorted((ROOT / "recipes").glob("*/README.md"))]
+READMES = [ROOT / "README.md", *sorted((ROOT / "recipes").glob("*/README.md")), *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_FENCES = {"bash", "sh", "shell", "console"}
 
 # (pattern, reason): the first pattern found in a line skips it.
@@ -39,6 +41,7 @@ SKIPS: list[tuple[str, str]] = [
     (r"recipes/(rosbank|gender|age|mixed)/", "needs the paper's bank data from the Hub and Llama-3.x on GPUs"),
     (r"publish-corpus|--push[-_]to[-_]hub", "needs the Hub (test_loopback_hub.py pushes to a loopback Hub)"),
     (r"\bLLM4ES_(INDEX|MODEL)=\S*/", "needs a model and an index published on the Hub"),
+    (r"\"org/", "needs a model published on the Hub"),
     (r"spaces/llm4es-demo/app\.py", "a server that runs until stopped (test_space.py drives the Space)"),
 ]
 
@@ -67,16 +70,22 @@ BUDGETS: list[tuple[str, list[str]]] = [
 
 
 def shell_lines(readme: Path) -> list[str]:
-    """The commands of a README's fenced shell blocks: continuations joined, comments and blanks dropped."""
+    """The steps of a README in order: each command of its fenced shell blocks (continuations joined,
+    comments and blanks dropped) and each fenced Python block whole, prefixed ``python -c``."""
     lines: list[str] = []
-    inside = False
-    pending = ""
+    fence: str | None = None
+    pending, python = "", []
     for raw in readme.read_text(encoding="utf-8").splitlines():
-        fence = raw.strip()
-        if fence.startswith("```"):
-            inside = not inside and fence[3:].strip() in SHELL_FENCES
+        marker = raw.strip()
+        if marker.startswith("```"):
+            if fence == "python":
+                lines.append("python -c " + shlex.quote("\n".join(python)))
+                python = []
+            fence = None if fence is not None else marker[3:].strip()
             continue
-        if not inside:
+        if fence == "python":
+            python.append(raw)
+        if fence not in SHELL_FENCES:
             continue
         if raw.rstrip().endswith("\\"):
             pending += raw.rstrip()[:-1] + " "
@@ -116,22 +125,18 @@ def write_user_files(folder: Path, home: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory) -> dict[Path, Path]:
-    """One fresh working folder per README, made on first use: the repo's recipes and the venv, nothing built."""
-    made: dict[Path, Path] = {}
+def work(tmp_path_factory) -> Path:
+    """The user's folder: the repo's recipes and the venv, their own data files, nothing built."""
+    folder = tmp_path_factory.mktemp("user")
+    for name in ("recipes", "spaces", "benchmarks"):
+        (folder / name).symlink_to(ROOT / name)
+    (folder / ".venv").symlink_to(Path(sys.prefix))
+    (folder / "home").mkdir()
+    write_user_files(folder, folder / "home")
+    return folder
 
-    def folder_of(readme: Path) -> Path:
-        if readme not in made:
-            work = tmp_path_factory.mktemp(readme.parent.name or "readme")
-            for name in ("recipes", "spaces", "benchmarks"):
-                (work / name).symlink_to(ROOT / name)
-            (work / ".venv").symlink_to(Path(sys.prefix))
-            (work / "home").mkdir()
-            write_user_files(work, work / "home")
-            made[readme] = work
-        return made[readme]
 
-    return folder_of
+RAN: dict[str, str] = {}  # line -> where it ran first
 
 
 def environment(work: Path) -> dict[str, str]:
@@ -165,11 +170,11 @@ def check_outputs(line: str, work: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("readme", "index", "line"), CASES)
-def test_readme_line(readme: Path, index: int, line: str, folders) -> None:
-    reason = skip_reason(line)
+def test_readme_line(readme: Path, index: int, line: str, work: Path) -> None:
+    reason = skip_reason(line) or (f"ran already as {RAN[line]}" if line in RAN else None)
     if reason:
         pytest.skip(reason)
-    work = folders(readme)
+    RAN[line] = f"{readme.relative_to(ROOT)} line {index + 1}"
     env = environment(work)
     command = [env["HOME"] + arg[1:] if arg.startswith("~/") else arg for arg in shlex.split(line)] + budget(line)
     result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=900)
