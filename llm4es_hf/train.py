@@ -39,9 +39,12 @@ class SFTScriptArguments:
     corpus_recipe: str | None = field(
         default=None, metadata={"help": "build `corpus` from this corpus recipe first when the folder is missing"}
     )
-    mixture: list[str] = field(
+    mixture: list[Any] = field(
         default_factory=list,
-        metadata={"help": "cross-dataset training: entries corpus[:config[:weight]], weight = share of its rows"},
+        metadata={
+            "help": "cross-dataset training: in YAML a list of {id, config, weight} (weight = share of its rows, "
+            "drawn with replacement above 1); on the command line entries corpus[:config[:weight]]"
+        },
     )
     text_column: str = field(default="text", metadata={"help": "column holding the user texts"})
     truncation_side: str = field(
@@ -51,14 +54,31 @@ class SFTScriptArguments:
     merge_lora: bool = field(default=False, metadata={"help": "merge the LoRA adapter into the base at save"})
 
 
-def parse_mixture_entry(entry: str, default_config: str) -> tuple[str, str, float]:
-    """'path_or_id[:config[:weight]]' -> (path, config, weight)."""
-    parts = entry.split(":")
-    path = parts[0]
-    config = parts[1] if len(parts) > 1 and parts[1] else default_config
+MIXTURE_KEYS = ("id", "config", "weight")
+
+
+def parse_mixture_entry(entry: str | dict[str, Any], default_config: str) -> tuple[str, str, float]:
+    """``{id, config, weight}`` (alignment-handbook's dataset mixtures) or the shorthand
+    ``'path_or_id[:config[:weight]]'`` -> (path, config, weight)."""
+    if isinstance(entry, dict):
+        unknown = sorted(set(entry) - set(MIXTURE_KEYS))
+        if unknown or "id" not in entry:
+            raise Llm4esError(
+                f"a mixture entry has the keys {list(MIXTURE_KEYS)} (id required), got {entry}", key="mixture"
+            )
+        path, config, raw_weight = (
+            str(entry["id"]),
+            str(entry.get("config") or default_config),
+            entry.get("weight", 1.0),
+        )
+    else:
+        parts = str(entry).split(":")
+        path = parts[0]
+        config = parts[1] if len(parts) > 1 and parts[1] else default_config
+        raw_weight = parts[2] if len(parts) > 2 else 1.0
     try:
-        weight = float(parts[2]) if len(parts) > 2 else 1.0
-    except ValueError as err:
+        weight = float(raw_weight)
+    except (TypeError, ValueError) as err:
         raise Llm4esError(f"mixture weight is not a number in {entry!r}", key="mixture") from err
     if weight <= 0:
         raise Llm4esError(f"mixture weight must be > 0 in {entry!r}", key="mixture")
@@ -321,7 +341,8 @@ def run_sft(script_args: SFTScriptArguments, training_args: Any, model_args: Any
     info = {
         "base_model": model_name,
         "base_model_path": resolved,
-        "corpora": script_args.mixture or [script_args.corpus],
+        "corpora": [parse_mixture_entry(e, script_args.corpus_config)[0] for e in script_args.mixture]
+        or [script_args.corpus],
         "corpus_config": script_args.corpus_config,
         "tokenization": asdict(report),
         "training": throughput.summary,

@@ -414,3 +414,21 @@ def test_every_shipped_corpus_recipe_parses(recipe):
 
     (config,) = parse_config([CorpusConfig], ["--config", str(recipe), "--output_dir", "x"], prog="t")
     assert config.variants()
+
+
+def test_mixture_entries_structured_or_shorthand(tiny_corpus):
+    from llm4es_hf.artifacts import load_corpus_config
+    from llm4es_hf.train import load_training_texts, parse_mixture_entry
+
+    plain = len(load_corpus_config(tiny_corpus, "serialized")["train"])
+    enriched = len(load_corpus_config(tiny_corpus, "enriched")["train"])
+    args = SFTScriptArguments(mixture=[{"id": str(tiny_corpus), "weight": 0.5}, f"{tiny_corpus}:enriched:0.25"])
+    texts = load_training_texts(args, seed=0)
+    assert len(texts) == round(0.5 * plain) + round(0.25 * enriched)
+    assert parse_mixture_entry({"id": "a/b", "config": "enriched"}, "serialized") == ("a/b", "enriched", 1.0)
+    with pytest.raises(Llm4esError, match=r"keys \['id', 'config', 'weight'\]"):
+        parse_mixture_entry({"path": "x"}, "serialized")
+    with pytest.raises(Llm4esError, match="must be > 0"):
+        parse_mixture_entry({"id": "x", "weight": 0}, "serialized")
+    with pytest.raises(Llm4esError, match="not a number"):
+        parse_mixture_entry("x:serialized:lots", "serialized")
