@@ -16,7 +16,6 @@ re-serialization), the enrichment cache and the user-id salt.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from .artifacts import CONFIGS, load_corpus_config
 from .assets import template_path
-from .enrich import VARIANTS, EnrichmentCache, SamplingConfig, build_messages, enrich_texts, make_backend, pick_users
+from .enrich import VARIANTS, EnrichmentCache, GenerationConfig, build_messages, enrich_texts, pick_users
 from .errors import Llm4esError
 from .models import load_tokenizer
 from .schema import EventSchema, save_schema
@@ -59,7 +58,7 @@ def serialize_users(source: SourceConfig, serialization: SerializationConfig) ->
 
 
 @dataclass
-class CorpusConfig(SourceConfig, SerializationConfig):
+class CorpusConfig(SourceConfig, SerializationConfig, GenerationConfig):
     """How to build a corpus (`llm4es corpus --recipe recipes/<dataset>/corpus.yaml`)."""
 
     output_dir: str | None = field(default=None, metadata={"help": "folder the corpus is written to"})
@@ -73,19 +72,6 @@ class CorpusConfig(SourceConfig, SerializationConfig):
         default=None, metadata={"help": "token budget of the text given to the generator (latest events kept)"}
     )
     include_base_text: bool = field(default=True, metadata={"help": "enriched config also holds the plain texts"})
-    backend: str = field(default="transformers", metadata={"help": "transformers (in-process) or openai (HTTP)"})
-    generator: str = field(default="smollm2-135m", metadata={"help": "generator model (bundled name, path, Hub id)"})
-    base_url: str | None = field(default=None, metadata={"help": "openai backend: server URL, e.g. .../v1"})
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "openai backend: env var of the key"})
-    concurrency: int = field(default=8, metadata={"help": "openai backend: requests in flight"})
-    max_new_tokens: int = field(default=512, metadata={"help": "generation length cap"})
-    temperature: float = field(default=0.6, metadata={"help": "sampling temperature"})
-    top_p: float = field(default=0.9, metadata={"help": "nucleus sampling"})
-    batch_size: int = field(default=16, metadata={"help": "transformers backend: prompts per batch"})
-    max_retries: int = field(default=2, metadata={"help": "retries of empty, truncated or refused outputs"})
-    keep_truncated: bool = field(
-        default=False, metadata={"help": "keep outputs that hit max_new_tokens instead of retrying them"}
-    )
     push_to_hub: bool = field(default=False, metadata={"help": "publish the corpus when built (`llm4es corpus`)"})
     hub_repo_id: str | None = field(default=None, metadata={"help": "org/name of the Hub data set"})
     hub_private: bool = field(default=True, metadata={"help": "publish as a private data set"})
@@ -174,17 +160,8 @@ def _enrich(
     output: Path,
 ) -> tuple[dict[str, datasets.Dataset], dict[str, Any]]:
     """Enrich a seeded sample of train users per variant; failed records are left out and reported."""
-    backend = make_backend(
-        config.backend,
-        generator=config.generator,
-        base_url=config.base_url,
-        api_key=os.environ.get(config.api_key_env),
-        batch_size=config.batch_size,
-        concurrency=config.concurrency,
-    )
-    sampling = SamplingConfig(
-        temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens, seed=config.seed
-    )
+    backend = config.make_backend()
+    sampling = config.sampling(config.seed)
     cache = EnrichmentCache(output / "enrich_cache.sqlite")
     inputs = train
     if config.enrich_max_tokens:

@@ -9,7 +9,6 @@ soon as it is produced: ``kill -9`` loses nothing and a rerun skips what is done
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,10 @@ import datasets
 
 from ..config import parse_config
 from ..enrich import (
-    BACKENDS,
     VARIANTS,
     EnrichmentCache,
-    SamplingConfig,
+    GenerationConfig,
     enrich_records,
-    make_backend,
     pick_users,
 )
 from ..errors import Llm4esError
@@ -31,7 +28,7 @@ from ..schema import load_schema, save_schema
 
 
 @dataclass
-class EnrichConfig:
+class EnrichConfig(GenerationConfig):
     """Options of `llm4es enrich`."""
 
     input: str | None = field(default=None, metadata={"help": "folder written by `llm4es serialize` (text, user_id)"})
@@ -43,37 +40,14 @@ class EnrichConfig:
     fraction: float = field(default=0.2, metadata={"help": "fraction of users to enrich, in [0, 1]"})
     split: str = field(default="train", metadata={"help": "split to read when INPUT is a DatasetDict"})
     seed: int = field(default=42, metadata={"help": "seed of the user draw and of sampling"})
-    backend: str = field(default="transformers", metadata={"help": f"generator: one of {list(BACKENDS)}"})
-    generator: str = field(default="smollm2-135m", metadata={"help": "transformers: bundled name, folder or Hub id"})
-    device: str = field(default="auto", metadata={"help": "transformers: cpu, cuda, cuda:1, mps or auto"})
-    dtype: str = field(default="auto", metadata={"help": "transformers: auto, float32, bfloat16 or float16"})
-    batch_size: int = field(default=16, metadata={"help": "transformers: prompts per generate call"})
-    base_url: str | None = field(
-        default=None, metadata={"help": "openai: server URL up to /v1, e.g. http://localhost:8000/v1"}
-    )
-    model: str | None = field(default=None, metadata={"help": "openai: the served model's name"})
-    api_key_env: str | None = field(
-        default=None, metadata={"help": "openai: name of the environment variable holding the API key"}
-    )
-    concurrency: int = field(default=8, metadata={"help": "openai: requests in flight"})
-    timeout: float = field(default=60.0, metadata={"help": "openai: seconds per request"})
-    request_retries: int = field(default=3, metadata={"help": "openai: retries on connection errors/5xx/429"})
-    max_new_tokens: int = field(default=512, metadata={"help": "generation length cap"})
-    temperature: float = field(default=0.6, metadata={"help": "sampling temperature"})
-    top_p: float = field(default=0.9, metadata={"help": "nucleus sampling"})
-    max_retries: int = field(default=2, metadata={"help": "new tries for empty/truncated/refused outputs"})
-    keep_truncated: bool = field(
-        default=False, metadata={"help": "keep outputs cut by --max-new-tokens instead of retrying them"}
-    )
     retry_failed: bool = field(default=False, metadata={"help": "try again the records stored as failed"})
     cache: str | None = field(default=None, metadata={"help": "SQLite cache (default: OUTPUT/enrich_cache.sqlite)"})
     no_progress: bool = field(default=False, metadata={"help": "no progress bar"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.variant not in VARIANTS:
             raise Llm4esError(f"unknown variant {self.variant!r}; known: {sorted(VARIANTS)}", key="variant")
-        if self.backend not in BACKENDS:
-            raise Llm4esError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}", key="backend")
 
 
 def load_input(input_dir: str | Path, split: str) -> Any:
@@ -95,35 +69,9 @@ def load_input(input_dir: str | Path, split: str) -> Any:
     return data
 
 
-def backend_from_args(args: EnrichConfig) -> Any:
-    """The generator the options ask for; the API key is read from the named environment variable."""
-    if args.backend == "openai" and (not args.base_url or not args.model):
-        raise Llm4esError("--backend openai needs --base-url and --model", key="base_url")
-    api_key = None
-    if args.api_key_env:
-        api_key = os.environ.get(args.api_key_env)
-        if not api_key:
-            raise Llm4esError(f"environment variable {args.api_key_env} is not set", key="api_key_env")
-    return make_backend(
-        args.backend,
-        generator=args.generator,
-        model=args.model,
-        base_url=args.base_url,
-        api_key=api_key,
-        batch_size=args.batch_size,
-        concurrency=args.concurrency,
-        device=args.device,
-        dtype=args.dtype,
-        timeout=args.timeout,
-        max_retries=args.request_retries,
-    )
-
-
 def run(args: EnrichConfig) -> int:
     """Enrich, save the Dataset and the report, print the report."""
-    sampling = SamplingConfig(
-        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed
-    )
+    sampling = args.sampling(args.seed)
     if not 0.0 <= args.fraction <= 1.0:
         raise Llm4esError(f"fraction must be in [0, 1], got {args.fraction}", key="fraction")
     schema_file = Path(args.schema) if args.schema else Path(args.input) / "schema.yaml"
@@ -137,7 +85,7 @@ def run(args: EnrichConfig) -> int:
     source_texts = list(chosen["text"])
     user_ids = list(chosen["user_id"])
 
-    backend = backend_from_args(args)
+    backend = args.make_backend()
     try:
         with EnrichmentCache(args.cache or output / "enrich_cache.sqlite") as cache:
             records, report = enrich_records(

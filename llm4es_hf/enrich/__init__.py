@@ -6,7 +6,16 @@ ties them together with quality checks and retries (``runner``). The command is
 ``llm4es enrich`` (``llm4es_hf.cli.enrich``).
 """
 
-from .backends import BACKENDS, Backend, Generation, OpenAIBackend, SamplingConfig, TransformersBackend, make_backend
+from .backends import (
+    BACKENDS,
+    Backend,
+    Generation,
+    GenerationConfig,
+    OpenAIBackend,
+    SamplingConfig,
+    TransformersBackend,
+    make_backend,
+)
 from .cache import CacheRecord, EnrichmentCache, record_key
 from .prompts import VARIANTS, PromptVariant, build_messages, get_variant, render_prompt, system_prompt, user_prompt
 from .runner import EnrichedRecord, EnrichmentReport, classify, enrich_records, enrich_texts, pick_users
@@ -20,6 +29,7 @@ __all__ = [
     "EnrichmentCache",
     "EnrichmentReport",
     "Generation",
+    "GenerationConfig",
     "OpenAIBackend",
     "PromptVariant",
     "SamplingConfig",

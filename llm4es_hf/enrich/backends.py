@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import Llm4esError
@@ -442,3 +443,61 @@ def make_backend(
             max_retries=max_retries,
         )
     raise Llm4esError(f"unknown backend {kind!r}; known: {list(BACKENDS)}", key="backend")
+
+
+@dataclass
+class GenerationConfig:
+    """The generator and how it samples: the options `llm4es enrich` and corpus recipes share."""
+
+    backend: str = field(default="transformers", metadata={"help": f"generator: one of {list(BACKENDS)}"})
+    generator: str = field(default="smollm2-135m", metadata={"help": "transformers: bundled name, folder or Hub id"})
+    device: str = field(default="auto", metadata={"help": "transformers: cpu, cuda, cuda:1, mps or auto"})
+    dtype: str = field(default="auto", metadata={"help": "transformers: auto, float32, bfloat16 or float16"})
+    batch_size: int = field(default=16, metadata={"help": "transformers: prompts per generate call"})
+    base_url: str | None = field(
+        default=None, metadata={"help": "openai: server URL up to /v1, e.g. http://localhost:8000/v1"}
+    )
+    model: str | None = field(default=None, metadata={"help": "openai: the served model's name (default: generator)"})
+    api_key_env: str | None = field(
+        default=None, metadata={"help": "openai: name of the environment variable holding the API key"}
+    )
+    concurrency: int = field(default=8, metadata={"help": "openai: requests in flight"})
+    timeout: float = field(default=60.0, metadata={"help": "openai: seconds per request"})
+    request_retries: int = field(default=3, metadata={"help": "openai: retries on connection errors/5xx/429"})
+    max_new_tokens: int = field(default=512, metadata={"help": "generation length cap"})
+    temperature: float = field(default=0.6, metadata={"help": "sampling temperature"})
+    top_p: float = field(default=0.9, metadata={"help": "nucleus sampling"})
+    max_retries: int = field(default=2, metadata={"help": "new tries for empty, truncated or refused outputs"})
+    keep_truncated: bool = field(
+        default=False, metadata={"help": "keep outputs cut by max_new_tokens instead of retrying them"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise Llm4esError(f"unknown backend {self.backend!r}; known: {list(BACKENDS)}", key="backend")
+
+    def make_backend(self) -> TransformersBackend | OpenAIBackend:
+        """The generator these options ask for; the API key is read from the named environment variable."""
+        api_key = None
+        if self.api_key_env:
+            api_key = os.environ.get(self.api_key_env)
+            if not api_key:
+                raise Llm4esError(f"environment variable {self.api_key_env} is not set", key="api_key_env")
+        return make_backend(
+            self.backend,
+            generator=self.generator,
+            model=self.model,
+            base_url=self.base_url,
+            api_key=api_key,
+            batch_size=self.batch_size,
+            concurrency=self.concurrency,
+            device=self.device,
+            dtype=self.dtype,
+            timeout=self.timeout,
+            max_retries=self.request_retries,
+        )
+
+    def sampling(self, seed: int) -> SamplingConfig:
+        return SamplingConfig(
+            temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed
+        )
