@@ -1016,7 +1016,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", required=True, help="label column to predict, e.g. gender or target_flag")
     parser.add_argument("--task", choices=TASKS, help="default: the schema's, else by the number of classes")
     parser.add_argument(
-        "--baselines", nargs="*", default=[], choices=["aggregates", "bag"], help="built-in baselines (corpus only)"
+        "--baselines",
+        nargs="*",
+        default=[],
+        choices=["aggregates", "bag", "coles"],
+        help="built-in baselines (corpus only); coles trains CoLES with pytorch-lifestream on all users' events",
+    )
+    parser.add_argument(
+        "--coles-recipe", help="CoLES hyperparameters (default: recipes/<schema name>/coles.yaml, else ptls' defaults)"
     )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, help="downstream models")
     parser.add_argument(
@@ -1062,6 +1069,7 @@ def report_from_args(args: argparse.Namespace) -> EvaluationReport:
     labels = load_labels(args.labels)
     feature_sets: dict[str, FeatureTable] = {}
     kinds: dict[str, str] = {}
+    notes = []
     if args.baselines:
         from .baselines import aggregate_features, bag_of_categories
 
@@ -1074,10 +1082,16 @@ def report_from_args(args: argparse.Namespace) -> EvaluationReport:
         for name in args.baselines:
             if name == "aggregates":
                 ids, matrix, _ = aggregate_features(everyone, schema, top_k=args.top_k)
+            elif name == "coles":  # trained on every user's events (no labels), encoder saved in output-dir/coles/
+                from .coles import coles_baseline
+
+                ids, matrix, coles_notes = coles_baseline(
+                    everyone, schema, recipe=getattr(args, "coles_recipe", None), output_dir=args.output_dir
+                )
+                notes += coles_notes
             else:
                 ids, matrix, _ = bag_of_categories(everyone, schema)
             feature_sets[name], kinds[name] = (ids, matrix), "baseline"
-    notes = []
     embedded = {}
     for name, path in zip(_set_names(args.embeddings), args.embeddings, strict=True):
         embedded[name] = load_embeddings(path)
