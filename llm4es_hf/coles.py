@@ -51,6 +51,7 @@ SECONDS_PER_DAY = 86400.0
 PAD, OTHER = 0, 1  # category code 0 is ptls' padding; 1 = missing or rarer than the top values
 NUMBER_SCALERS = ("identity", "sigmoid", "log", "year")  # ptls' scaler_by_name
 RNN_TYPES = ("gru", "lstm")
+ACCELERATORS = ("cpu", "gpu", "auto")
 COLES_ENV = ".venv-coles"
 PYTHON_ENV_VAR = "LLM4ES_COLES_PYTHON"
 WORKER = Path(__file__).with_name("coles_ptls.py")
@@ -97,6 +98,7 @@ class ColesConfig:
     max_seq_len: int = 10000  # embedding: the latest events per user (ptls' inference_data_loader)
     seed: int = 42
     threads: int | None = None  # torch threads in the worker (default: torch's)
+    accelerator: str = "cpu"  # Lightning's: cpu, gpu or auto (the bank recipes are GPU jobs; only cpu is tested here)
     progress: bool = True  # Lightning's progress bar (the loss is printed per epoch either way)
     python: str | None = None  # the ptls environment's Python (default: LLM4ES_COLES_PYTHON, this one, .venv-coles)
 
@@ -112,6 +114,8 @@ class ColesConfig:
                 raise Llm4esError(f"{name} must be a positive integer, got {value!r}", file=where, key=name)
         if self.cnt_max < self.cnt_min:
             raise Llm4esError(f"cnt_max ({self.cnt_max}) is below cnt_min ({self.cnt_min})", file=where, key="cnt_max")
+        if self.accelerator not in ACCELERATORS:
+            raise Llm4esError(f"{self.accelerator!r} is not one of {list(ACCELERATORS)}", file=where, key="accelerator")
         if self.rnn_type not in RNN_TYPES:
             raise Llm4esError(f"{self.rnn_type!r} is not one of {list(RNN_TYPES)}", file=where, key="rnn_type")
         if self.number_scaler not in NUMBER_SCALERS:

@@ -107,10 +107,11 @@ def embed(seq_encoder: Any, records: list[dict[str, torch.Tensor]], recipe: dict
         [dict(record) for record in records], max_seq_len=recipe["max_seq_len"], batch_size=256
     )
     seq_encoder.eval()
+    device = next(seq_encoder.parameters()).device
     out = []
     with torch.no_grad():
         for batch in loader:
-            out.append(seq_encoder(batch).float().cpu().numpy())
+            out.append(seq_encoder(batch.to(device)).float().cpu().numpy())
     return np.concatenate(out, axis=0)
 
 
@@ -171,13 +172,14 @@ def train(job: dict[str, Any]) -> None:
     losses = epoch_loss_callback(recipe["epochs"])
     trainer = pl.Trainer(
         max_epochs=recipe["epochs"],
-        accelerator="cpu",
+        accelerator=recipe["accelerator"],
         devices=1,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=bool(recipe["progress"]),
-        deterministic=True,
+        # cuDNN's RNNs have no deterministic mode Lightning could force: there, warn instead of failing
+        deterministic=True if recipe["accelerator"] == "cpu" else "warn",
         callbacks=[losses],
     )
     print(
