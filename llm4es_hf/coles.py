@@ -229,15 +229,16 @@ def coles_features(
     if len(users) == 0:
         raise Llm4esError("the users Dataset is empty")
     frame = pl.from_arrow(users.select_columns(["user_id", *names]).with_format("arrow")[:])
-    frame = frame.with_columns(pl.col("user_id").cast(pl.Utf8), pl.col(EVENT_TIME).list.len().alias("n_events"))
-    bad = frame.select(
-        [(pl.col(n).list.len() != pl.col("n_events")).alias(n) for n in names if n != EVENT_TIME] or [pl.lit(False)]
+    frame = frame.with_columns(
+        pl.col("user_id").cast(pl.Utf8), pl.col(EVENT_TIME).list.len().fill_null(0).alias("n_events")
     )
-    for name in bad.columns:
-        if bad[name].any():
-            row = int(bad[name].arg_max())
+    lengths = frame.select(pl.col(n).list.len().fill_null(0) for n in names if n != EVENT_TIME)
+    for name in lengths.columns:
+        bad = lengths[name] != frame["n_events"]
+        if bad.any():
+            row = int(bad.arg_max())
             raise Llm4esError(
-                f"user {frame['user_id'][row]!r} has {frame[name][row].len()} values of {name!r} but "
+                f"user {frame['user_id'][row]!r} has {lengths[name][row]} values of {name!r} but "
                 f"{frame['n_events'][row]} event times",
                 row=row,
                 column=name,

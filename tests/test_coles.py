@@ -116,6 +116,9 @@ def test_bad_fields_and_columns():
     uneven = users.remove_columns("mcc").add_column("mcc", [["x", "y"], ["z"], ["x", None], []])
     with pytest.raises(Llm4esError, match=r"column 'mcc': user 'a' has 2 values of 'mcc' but 3 event times"):
         coles_features(uneven, schema)
+    absent = users.remove_columns("mcc").add_column("mcc", [["x", "y", "x"], None, ["x", None], []])
+    with pytest.raises(Llm4esError, match=r"column 'mcc': user 'b' has 0 values of 'mcc' but 1 event times"):
+        coles_features(absent, schema)
     with pytest.raises(Llm4esError, match=r"column 'title'.*has no column 'title'"):
         coles_features(users.remove_columns("title"), schema)
     with pytest.raises(Llm4esError, match=r"needs a date field 'event_time'"):
