@@ -279,8 +279,9 @@ def coles_features(
             key = _key("c", name)
             columns.append(pl.lit(codes).alias(key))
             size = len(vocabulary) + OTHER + 1
-            spec["embeddings"][key] = {"in": max(size, 3), "out": embedding_size(size, config.max_embedding_size)}
-            spec["fields"][name] = {"kind": kind, "ptls": key, "as": "embedding", "values": len(vocabulary)}
+            width = embedding_size(size, config.max_embedding_size)
+            spec["embeddings"][key] = {"in": max(size, 3), "out": width}
+            spec["fields"][name] = {"kind": kind, "ptls": key, "as": f"embedding ({size:,} codes x {width})"}
         elif kind == "number":
             try:
                 values = events[name].cast(pl.Float64)
