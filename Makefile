@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+COLES_VENV := .venv-coles
+COLES_STAMP := $(COLES_VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 \
 	GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false OMP_WAIT_POLICY=PASSIVE
@@ -21,9 +23,14 @@ $(STAMP): pyproject.toml Makefile
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	touch $(STAMP)
 
-setup: $(STAMP)
+# CoLES baseline: pytorch-lifestream in its own environment (its pins conflict with ours, see llm4es_hf/coles.py).
+$(COLES_STAMP): $(STAMP) llm4es_hf/coles.py
+	$(PY) -m llm4es_hf.coles setup $(COLES_VENV)
+	touch $(COLES_STAMP)
 
-quickstart: setup
+setup: $(STAMP) $(COLES_STAMP)
+
+quickstart: $(STAMP)  # the CoLES environment is for the tests and `--baselines coles` only
 	$(OFFLINE) $(VENV)/bin/llm4es quickstart
 
 test: setup
@@ -40,4 +47,4 @@ lint: setup
 	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) $(COLES_VENV) outputs .pytest_cache

@@ -16,6 +16,7 @@ ROC-AUC over all the train users, its paired-bootstrap 95% CI and p.
     python benchmarks/quality_movielens.py [--variants full-serialized lora-serialized full-enriched lora-enriched]
         [--max-tokens 512 --train-steps 100 --target gender] [--embed-tokens 2048]
         [--schema recipes/movielens/schema.yaml]   # default: the compact layout ("title, stars" per rating)
+        [--coles]   # CoLES (pytorch-lifestream) beside them, with coles+<model> and bag+coles+<model> ensembles
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=["full-serialized"], choices=VARIANTS)
     parser.add_argument("--enrich-users", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--coles", action="store_true", help="add CoLES (recipes/movielens/coles.yaml) and ensembles")
     parser.add_argument(
         "--schema",
         default="recipes/movielens/schema_compact.yaml",
@@ -136,15 +138,23 @@ def main() -> None:
     kinds = {"aggregates": "baseline", "bag": "baseline"}
     for name, path in files.items():
         sets[name], kinds[name] = load_embeddings(path), "embeddings"
+    if args.coles:  # CoLES on every viewer's ratings (no labels), with pytorch-lifestream in its own environment
+        from llm4es_hf.coles import coles_baseline
+
+        ids, matrix, _ = coles_baseline(everyone, schema, output_dir=out)
+        sets["coles"], kinds["coles"] = (ids, matrix), "baseline"
     for name in files:
-        combo = f"bag+{name}"
-        ids, matrix, _ = concat_features({"bag": sets["bag"], name: sets[name]})
-        sets[combo], kinds[combo] = (ids, matrix), "ensemble"
+        for parts in [("bag", name)] + ([("coles", name), ("bag", "coles", name)] if args.coles else []):
+            ids, matrix, _ = concat_features({part: sets[part] for part in parts})
+            sets["+".join(parts)], kinds["+".join(parts)] = (ids, matrix), "ensemble"
     result = evaluate_features(sets, labels, args.target, baseline="frozen/lightgbm", kinds=kinds)
     tuned_sets, models = [name for name in files if name != "frozen"], ("lightgbm", "logreg")
     pairs = [(f"{name}/lightgbm", "aggregates/lightgbm") for name in files]
     pairs += [(f"bag+{name}/{model}", f"bag/{model}") for name in files for model in models]
     pairs += [(f"bag+{name}/{model}", f"bag+frozen/{model}") for name in tuned_sets for model in models]
+    if args.coles:
+        pairs += [(f"{name}/lightgbm", "coles/lightgbm") for name in files]
+        pairs += [(f"coles+{name}/lightgbm", "coles/lightgbm") for name in files]
     comparisons = [result.compare(first, second) for first, second in pairs]
     markdown = result.to_markdown() + result.comparisons_markdown(comparisons)
     print(markdown)

@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from .coles import coles_baseline
 from .errors import Llm4esError
 from .schema import EventSchema
 
@@ -35,6 +36,7 @@ OTHER = "<other>"
 NUMBER_STATS = ("sum", "mean", "std", "min", "max", "median")
 
 FeatureTable = tuple[np.ndarray, np.ndarray | sp.csr_matrix, list[str]]
+BaselineResult = tuple[np.ndarray, np.ndarray | sp.csr_matrix, list[str]]
 
 
 def _frame(users: datasets.Dataset, columns: list[str]) -> pl.DataFrame:
@@ -177,8 +179,23 @@ BASELINES: dict[str, Callable[..., FeatureTable]] = {
 __all__ = ["BASELINES", "aggregate_features", "bag_of_categories"]
 
 
-# Built-in baselines by the name `llm4es evaluate --baselines` takes: (users, schema, **options) -> features.
-BASELINES: dict[str, Callable[..., FeatureTable]] = {
-    "aggregates": aggregate_features,
-    "bag": bag_of_categories,
-}
+def _aggregates(users: datasets.Dataset, schema: EventSchema, *, top_k: int = 50, **_: object) -> BaselineResult:
+    ids, matrix, _ = aggregate_features(users, schema, top_k=top_k)
+    return ids, matrix, []
+
+
+def _bag(users: datasets.Dataset, schema: EventSchema, **_: object) -> BaselineResult:
+    ids, matrix, _ = bag_of_categories(users, schema)
+    return ids, matrix, []
+
+
+def _coles(
+    users: datasets.Dataset, schema: EventSchema, *, coles_recipe: str | None = None, output_dir: str, **_: object
+) -> BaselineResult:
+    # trained on every user's events (no labels); the encoder is saved in <output_dir>/coles/
+    return coles_baseline(users, schema, recipe=coles_recipe, output_dir=output_dir)
+
+
+# Built-in baselines by the name `llm4es evaluate --baselines` takes:
+# (all users, schema, **options) -> (user ids, features, notes for the report).
+BASELINES: dict[str, Callable[..., BaselineResult]] = {"aggregates": _aggregates, "bag": _bag, "coles": _coles}

@@ -89,6 +89,7 @@ def assemble_feature_sets(
     embedding sets and ``ensemble_embeddings``, their concatenation too."""
     feature_sets: dict[str, FeatureTable] = {}
     kinds: dict[str, str] = {}
+    notes: list[str] = []
     if baselines:
         if labels.corpus is None:
             raise Llm4esError("baselines need labels from a corpus folder (users/ + schema.yaml)", key="baselines")
@@ -98,14 +99,14 @@ def assemble_feature_sets(
         users, schema = load_corpus_users(labels.corpus)
         everyone = datasets.concatenate_datasets(list(users.values()))
         for name in baselines:
-            ids, matrix, _ = BASELINES[name](everyone, schema, **(baseline_options or {}).get(name, {}))
+            ids, matrix, baseline_notes = BASELINES[name](everyone, schema, **(baseline_options or {}))
             feature_sets[name], kinds[name] = (ids, matrix), "baseline"
+            notes += baseline_notes
     for name, table in (embeddings or {}).items():
         feature_sets[name], kinds[name] = table, "embeddings"
     combos = [tuple(spec.split("+")) for spec in ensembles]
     if embeddings and len(embeddings) > 1 and ensemble_embeddings:
         combos.insert(0, tuple(embeddings))
-    notes = []
     for parts in combos:
         missing = [part for part in parts if part not in feature_sets]
         if missing or len(parts) < 2:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,14 @@ class EvaluationConfig:
         default=None, metadata={"help": f"one of {list(TASKS)}; default: the schema's, else by the number of classes"}
     )
     baselines: list[str] = field(
-        default_factory=list, metadata={"help": "built-in baselines from the corpus' events: aggregates, bag"}
+        default_factory=list,
+        metadata={
+            "help": "built-in baselines from the corpus' events: aggregates, bag, coles (CoLES trained with "
+            "pytorch-lifestream on all users' events, no labels; encoder saved in OUTPUT_DIR/coles)"
+        },
+    )
+    coles_recipe: str | None = field(
+        default=None, metadata={"help": "CoLES hyperparameters (default: recipes/<schema name>/coles.yaml)"}
     )
     models: list[str] = field(
         default_factory=lambda: list(MODELS), metadata={"help": f"downstream models, of {list(MODELS)}"}
@@ -114,7 +122,11 @@ def run_evaluation(
         baselines=config.baselines,
         ensembles=config.ensembles,
         ensemble_embeddings=not config.no_ensemble,
-        baseline_options={"aggregates": {"top_k": config.top_k}},
+        baseline_options={
+            "top_k": config.top_k,
+            "coles_recipe": config.coles_recipe,
+            "output_dir": config.output_dir or tempfile.mkdtemp(prefix="llm4es-coles-"),
+        },
     )
     report = evaluate_features(
         feature_sets,
