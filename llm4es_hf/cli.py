@@ -200,7 +200,7 @@ def run_enrich(args: argparse.Namespace) -> int:
 
 
 def embed_arguments(parser: argparse.ArgumentParser) -> None:
-    from .embed import DTYPES, POOLINGS
+    from .embed import DTYPES, POOL_TOKENS, POOLINGS
 
     parser.add_argument("--model", required=True, help="model folder, Hub id, or bundled name (smollm2-135m)")
     parser.add_argument("--corpus", required=True, help="corpus folder or Hub data set id (plain texts)")
@@ -212,6 +212,14 @@ def embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, help="tokens per user, most recent kept (default: model's)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--dtype", default="auto", choices=DTYPES, help="auto: bf16 where the hardware has it")
+    parser.add_argument(
+        "--pool-tokens", default="all", choices=POOL_TOKENS, help="events: average the event tokens only (no header)"
+    )
+    parser.add_argument(
+        "--weight-field", type=int, help="weight each event by this comma-separated value of its line (-1: the last)"
+    )
+    parser.add_argument("--echo", action="store_true", help="run the text twice, pool the second copy")
+    parser.add_argument("--suffix", help="text appended after each user's text (a summarizing prompt; --pooling last)")
 
 
 def run_embed(args: argparse.Namespace) -> int:
@@ -226,6 +234,10 @@ def run_embed(args: argparse.Namespace) -> int:
         pooling=args.pooling or saved.get("pooling", "mean"),
         max_length=args.max_length or saved.get("max_length", 2048),
         dtype=args.dtype,
+        pool_tokens=args.pool_tokens,
+        weight_field=args.weight_field,
+        echo=args.echo,
+        suffix=args.suffix,
     )
     texts = load_texts(args.corpus, args.config, args.splits)
     embeddings = embed_dataset(embedder, texts, batch_size=args.batch_size)
