@@ -355,6 +355,11 @@ def run_contrastive(script_args: ContrastiveScriptArguments, training_args: Any,
         model=model, args=training_args, train_dataset=pairs, loss=loss, callbacks=[throughput]
     )
     trainer.train()
+    # sentence-transformers' trainer does not count input tokens: count the slices' tokens seen
+    summary = throughput.summary
+    per_epoch = sum(len(ids) for ids in tokenizer(list(pairs["anchor"]) + list(pairs["positive"]))["input_ids"])
+    summary["tokens"] = int(per_epoch * (summary.get("epochs") or 0.0))
+    summary["tokens_per_second"] = round(summary["tokens"] / max(summary.get("seconds") or 0.0, 1e-9), 1)
 
     output_dir = Path(training_args.output_dir)
     info = {

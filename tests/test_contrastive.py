@@ -160,6 +160,7 @@ def test_tiny_run_lowers_its_loss_and_every_path_gives_the_same_vector(tmp_path,
     assert len(losses) == 30  # 6 rounds x 40 users / 8 per batch
     assert np.mean(losses[-6:]) < np.mean(losses[:6]) - 0.5, losses
     assert info["contrastive"]["pairs"] == 6 * 40
+    assert info["training"]["tokens"] > 6 * 40 * 2 * 5 and info["training"]["tokens_per_second"] > 0
     card = (out / "README.md").read_text()
     assert "contrastive" in card and "MultipleNegativesRankingLoss" in card and "next-token" not in card
     AutoModelForCausalLM.from_pretrained(out)  # a later SFT stage or `AutoModel` load it too
