@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--contrastive-users", type=int, help="contrastive: train on the first N viewers only")
     parser.add_argument("--contrastive-rounds", type=int, default=1, help="contrastive: pairs per viewer")
     parser.add_argument("--contrastive-lr", type=float, default=5e-4, help="contrastive LoRA lr (full: a tenth)")
+    parser.add_argument("--contrastive-scale", type=float, default=20.0, help="contrastive: 1 / temperature")
     parser.add_argument("--pool-tokens", default="all", choices=["all", "events"], help="pooling lever, every set")
     parser.add_argument("--weight-field", type=int, help="pooling lever: weight events by this field (-1: rating)")
     parser.add_argument("--echo", action="store_true", help="pooling lever: echo embeddings")
@@ -139,6 +140,7 @@ def main() -> None:
                 "max_slice_tokens": args.slice_tokens,
                 "per_device_train_batch_size": args.contrastive_batch,
                 "rounds": args.contrastive_rounds,
+                "scale": args.contrastive_scale,
                 "embed_max_length": embed_tokens,
             }
             if args.contrastive_users:
