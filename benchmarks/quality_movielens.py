@@ -4,7 +4,9 @@ Feature sets, all on the same held-out test users (the corpus split, seed 42), 5
 folds on the train users, LightGBM and logistic regression:
 - aggregates and bag of categories (TF-IDF of titles and genres): the classic baselines;
 - frozen SmolLM2 embeddings (layers k..L, mean over tokens);
-- LLM4ES fine-tuned: full and/or LoRA, on the plain (serialized) or enriched corpus;
+- LLM4ES fine-tuned: full and/or LoRA, on the plain (serialized) or enriched corpus, with next-token
+  prediction (recipes/sft.py) or the contrastive objective (recipes/contrastive.py: two random slices
+  of a viewer's ratings are positives, the other viewers of the batch negatives; every viewer, no label);
 - bag + the frozen model and bag + each LLM4ES model (balanced concatenation).
 Every row is compared with the frozen model, then each model with the aggregates and
 each ensemble with the bag alone and with bag + frozen (paired bootstraps over the test and the
@@ -17,6 +19,9 @@ ROC-AUC over all the train users, its paired-bootstrap 95% CI and p.
         [--max-tokens 512 --train-steps 100 --target gender] [--embed-tokens 2048]
         [--schema recipes/movielens/schema.yaml]   # default: the compact layout ("title, stars" per rating)
         [--coles]   # CoLES (pytorch-lifestream) beside them, with coles+<model> and bag+coles+<model> ensembles
+        [--variants contrastive-lora --slice-events 4 10 --slice-tokens 64 --contrastive-batch 24
+         --contrastive-users 720 --contrastive-lr 5e-4]
+        [--pool-tokens events] [--weight-field -1] [--echo]   # pooling levers, applied to every embedding
 """
 
 from __future__ import annotations
@@ -29,7 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import report  # noqa: E402
 
-VARIANTS = ("full-serialized", "lora-serialized", "full-enriched", "lora-enriched")
+VARIANTS = (
+    "full-serialized",
+    "lora-serialized",
+    "full-enriched",
+    "lora-enriched",
+    "contrastive-lora",
+    "contrastive-full",
+)
 
 
 def main() -> None:
@@ -54,6 +66,16 @@ def main() -> None:
         help="MovieLens EventSchema: the compact layout (default; ~2.5x more events per token, same fields kept for "
         "the baselines) or recipes/movielens/schema.yaml (date, title, genres, rating)",
     )
+    parser.add_argument("--slice-events", type=int, nargs=2, default=[4, 10], help="contrastive: slice length bounds")
+    parser.add_argument("--slice-tokens", type=int, default=64, help="contrastive: token cap of a slice")
+    parser.add_argument("--contrastive-batch", type=int, default=24, help="contrastive: viewers per batch")
+    parser.add_argument("--contrastive-users", type=int, help="contrastive: train on the first N viewers only")
+    parser.add_argument("--contrastive-rounds", type=int, default=1, help="contrastive: pairs per viewer")
+    parser.add_argument("--contrastive-lr", type=float, default=5e-4, help="contrastive LoRA lr (full: a tenth)")
+    parser.add_argument("--contrastive-scale", type=float, default=20.0, help="contrastive: 1 / temperature")
+    parser.add_argument("--pool-tokens", default="all", choices=["all", "events"], help="pooling lever, every set")
+    parser.add_argument("--weight-field", type=int, help="pooling lever: weight events by this field (-1: rating)")
+    parser.add_argument("--echo", action="store_true", help="pooling lever: echo embeddings")
     args = parser.parse_args()
     embed_tokens = args.embed_tokens or args.max_tokens
 
@@ -64,6 +86,7 @@ def main() -> None:
     from llm4es_hf.assets import recipes_dir, resolve_model
     from llm4es_hf.baselines import aggregate_features, bag_of_categories
     from llm4es_hf.config import parse_config
+    from llm4es_hf.contrastive import ContrastiveScriptArguments, LLM4ESContrastiveConfig, run_contrastive
     from llm4es_hf.corpus import CorpusConfig, build_corpus
     from llm4es_hf.embed import Embedder, embed_dataset, export_sentence_transformer
     from llm4es_hf.evaluation import concat_features, evaluate_features
@@ -92,7 +115,14 @@ def main() -> None:
     def embed(name: str, model: str) -> Path:
         path = out / f"{name}.parquet"
         if not path.exists():
-            vectors = embed_dataset(Embedder(model, max_length=embed_tokens), texts, batch_size=args.batch_size)
+            embedder = Embedder(
+                model,
+                max_length=embed_tokens,
+                pool_tokens=args.pool_tokens,
+                weight_field=args.weight_field,
+                echo=args.echo,
+            )
+            vectors = embed_dataset(embedder, texts, batch_size=args.batch_size)
             save_embeddings(path, texts["user_id"], vectors, extra={"split": texts["split"]})
         return path
 
@@ -100,7 +130,32 @@ def main() -> None:
     for variant in args.variants:
         kind, config = variant.split("-")
         model_dir = out / f"model-{variant}"
-        if not (model_dir / "model.safetensors").exists():
+        if kind == "contrastive" and not (model_dir / "model.safetensors").exists():
+            recipe = recipes_dir() / "movielens" / "contrastive_lora.yaml"
+            lora = config == "lora"
+            options = {
+                "corpus": corpus,
+                "output_dir": model_dir,
+                "use_peft": str(lora).lower(),
+                "learning_rate": args.contrastive_lr if lora else args.contrastive_lr / 10,
+                "min_events": args.slice_events[0],
+                "max_events": args.slice_events[1],
+                "max_slice_tokens": args.slice_tokens,
+                "per_device_train_batch_size": args.contrastive_batch,
+                "rounds": args.contrastive_rounds,
+                "scale": args.contrastive_scale,
+                "embed_max_length": embed_tokens,
+            }
+            if args.contrastive_users:
+                options["max_users"] = args.contrastive_users
+            flat = [item for key, value in options.items() for item in (f"--{key}", str(value))]
+            parsed = parse_config(
+                [ContrastiveScriptArguments, LLM4ESContrastiveConfig, ModelConfig],
+                ["--config", str(recipe), *flat],
+                prog="quality",
+            )
+            run_contrastive(*parsed)
+        elif kind != "contrastive" and not (model_dir / "model.safetensors").exists():
             recipe = recipes_dir() / "movielens" / f"sft_{kind}.yaml"
             parsed = parse_config(
                 [SFTScriptArguments, LLM4ESSFTConfig, ModelConfig],

@@ -29,7 +29,8 @@ def write_model_card(
         datasets=_hub_ids(info.get("corpora", [])) or None,
         library_name="transformers",
         pipeline_tag="feature-extraction",
-        tags=["llm4es", "user-embeddings", "event-sequences", "trl", "sft"],
+        tags=["llm4es", "user-embeddings", "event-sequences"]
+        + (["sentence-transformers", "contrastive"] if info.get("contrastive") else ["trl", "sft"]),
         license="other",
         model_name=repo_id or folder.name,
         eval_results=eval_results or None,

@@ -37,6 +37,7 @@ from .serialize import Serializer
 from .sources.base import SourceReport, build_users
 
 POOLINGS = ("mean", "last")
+POOL_TOKENS = ("all", "events")
 DTYPES = ("auto", "bf16", "fp32")
 PADDING_FREE_MIN_TOKENS = 256  # at 128 tokens padded batches of 8 were faster than one text at a time
 
@@ -60,9 +61,21 @@ class Embedder:
         device: str | None = None,
         padding_side: str | None = None,
         padding_free: bool | None = None,
+        pool_tokens: str = "all",
+        weight_field: int | None = None,
+        echo: bool = False,
+        suffix: str | None = None,
     ) -> None:
+        """Pooling levers (one pass each; see ``token_weights``): ``pool_tokens="events"`` averages
+        only the event tokens (not the header line nor the separators), ``weight_field=-1`` weights
+        each event line by its last comma-separated value (e.g. a rating), ``echo`` runs the text
+        twice and pools the second copy (each of its tokens has seen the whole history), ``suffix``
+        is appended after the (truncated) text and never pooled by ``mean``: with
+        ``pooling="last"`` it is a summarizing prompt whose last token is the embedding."""
         if pooling not in POOLINGS:
             raise Llm4esError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}", key="pooling")
+        if pool_tokens not in POOL_TOKENS:
+            raise Llm4esError(f"pool_tokens must be one of {list(POOL_TOKENS)}, got {pool_tokens!r}", key="pool_tokens")
         if dtype not in DTYPES:
             raise Llm4esError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}", key="dtype")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -83,10 +96,58 @@ class Embedder:
             self.tokenizer.padding_side = padding_side
         self.tokenizer.truncation_side = "left"  # keep the most recent events, as in training
         self.path = path
+        self.pool_tokens = pool_tokens
+        self.weight_field = weight_field
+        self.echo = echo
+        self.suffix_ids = self.tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix else []
+        budget = max_length - len(self.suffix_ids)
+        self.text_budget = budget // 2 if echo else budget
+        if self.text_budget < 1:
+            raise Llm4esError(
+                f"max_length={max_length} leaves no room for the text (suffix {len(self.suffix_ids)} tokens"
+                f"{', echo halves the rest' if echo else ''})",
+                key="max_length",
+            )
 
     @property
     def dimension(self) -> int:
         return int(self.model.config.hidden_size)
+
+    @property
+    def plain(self) -> bool:
+        """True when no pooling lever is on: every token of the text weighs the same."""
+        return self.pool_tokens == "all" and self.weight_field is None and not self.echo and not self.suffix_ids
+
+    def token_weights(self, texts: Sequence[str]) -> tuple[list[list[int]], list[np.ndarray]]:
+        """Token ids of each (left-truncated) text with the levers applied, and each token's pooling
+        weight: 1 for a plain text; 0 for the header line and whitespace-only tokens with
+        ``pool_tokens="events"``; times the event line's field ``weight_field`` (lines without a
+        number there weigh 1); the first copy and the suffix weigh 0."""
+        need_offsets = self.pool_tokens == "events" or self.weight_field is not None
+        encoded = self.tokenizer(
+            list(texts), truncation=True, max_length=self.text_budget, return_offsets_mapping=need_offsets
+        )
+        all_ids, all_weights = [], []
+        for i, text in enumerate(texts):
+            ids = list(encoded["input_ids"][i])
+            weights = np.ones(len(ids), dtype=np.float32)
+            if need_offsets:
+                spans = np.asarray(encoded["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
+                newlines = np.flatnonzero(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32) == 10)
+                line = np.searchsorted(newlines, spans[:, 0], side="left")  # a newline ends its line; 0 = the header
+                if self.pool_tokens == "events":
+                    blank = np.array([not text[a:b].strip() for a, b in spans], dtype=bool)
+                    weights[(line == 0) | blank] = 0.0
+                if self.weight_field is not None:
+                    weights *= _line_values(text, self.weight_field)[line]
+            if self.echo:
+                ids, weights = ids + ids, np.concatenate([np.zeros_like(weights), weights])
+            if self.suffix_ids:
+                ids = ids + self.suffix_ids
+                weights = np.concatenate([weights, np.zeros(len(self.suffix_ids), dtype=np.float32)])
+            all_ids.append(ids)
+            all_weights.append(weights)
+        return all_ids, all_weights
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = batch["attention_mask"]
@@ -98,7 +159,7 @@ class Embedder:
         # Pooling is linear, so pool each layer and average the pooled vectors: the same numbers as
         # averaging the layers first, without a (layers x batch x tokens x hidden) fp32 tensor.
         if self.pooling == "mean":
-            weights = mask.unsqueeze(-1).float()
+            weights = batch.get("pool_weights", mask).unsqueeze(-1).float()
             pooled = sum((h.float() * weights).sum(1) for h in layers)
             return pooled / len(layers) / weights.sum(1).clamp(min=1.0)
         positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
@@ -114,7 +175,11 @@ class Embedder:
 
         if not len(texts):
             return np.zeros((0, self.dimension), dtype=np.float32)
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        if self.plain:
+            encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+            token_weights = None
+        else:
+            encoded, token_weights = self.token_weights(texts)
         lengths = np.array([len(ids) for ids in encoded])
         order = np.argsort(-lengths, kind="stable") if sort_by_length else np.arange(len(encoded))
         out = np.zeros((len(encoded), self.dimension), dtype=np.float32)
@@ -122,6 +187,8 @@ class Embedder:
         with torch.inference_mode():
             for index in self._batches(order, lengths, batch_size):
                 batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in index]}, return_tensors="pt")
+                if token_weights is not None:
+                    batch["pool_weights"] = _pad_weights([token_weights[i] for i in index], self.tokenizer.padding_side)
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 out[index] = self._forward(batch).cpu().numpy()
                 bar.update(int(lengths[index].sum()))
@@ -147,6 +214,30 @@ class Embedder:
         if current:
             batches.append(np.array(current))
         return batches
+
+
+def _line_values(text: str, field: int) -> np.ndarray:
+    """Per line of ``text``, its ``field``-th comma-separated value as a number (1.0 where there is none)."""
+    values = []
+    for line in text.split("\n"):
+        parts = line.split(", ")
+        try:
+            values.append(float(parts[field]))
+        except (IndexError, ValueError):
+            values.append(1.0)
+    return np.asarray(values, dtype=np.float32)
+
+
+def _pad_weights(rows: list[np.ndarray], side: str) -> torch.Tensor:
+    """Pooling weights padded with zeros on the tokenizer's padding side."""
+    width = max(len(row) for row in rows)
+    out = torch.zeros(len(rows), width)
+    for i, row in enumerate(rows):
+        if side == "left":
+            out[i, width - len(row) :] = torch.from_numpy(row)
+        else:
+            out[i, : len(row)] = torch.from_numpy(row)
+    return out
 
 
 class UserEncoder:

@@ -225,3 +225,91 @@ def test_two_processes_keep_order_lose_and_repeat_nothing(tmp_path, tiny_model, 
     a, b = pd.read_parquet(single), pd.read_parquet(double)
     assert a["user_id"].tolist() == b["user_id"].tolist()
     np.testing.assert_allclose(np.stack(a["embedding"]), np.stack(b["embedding"]), atol=1e-5)
+
+
+LEVER_TEXTS = [
+    "Date|Movie|Rating (1-5)\n1997-09-22, Toy Story, 5\n1997-09-23, Heat, 2",
+    "Movie|Rating (1-5)\nEmpire Strikes Back, The, 4\nFargo, 1\nHeat, 3",
+]
+
+
+def _layer_average(model, ids: list[int]) -> torch.Tensor:
+    """Average of hidden_states[1:] for one unpadded text: (tokens, dim)."""
+    with torch.no_grad():
+        hidden = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+    return torch.stack(hidden[1:]).mean(0)[0]
+
+
+@pytest.mark.parametrize("lever", ["events", "rating", "events+rating", "echo", "suffix-last"])
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_pooling_levers_match_a_hand_computation(tiny_model, lever, padding_side):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    options = {
+        "events": {"pool_tokens": "events"},
+        "rating": {"weight_field": -1},
+        "events+rating": {"pool_tokens": "events", "weight_field": -1},
+        "echo": {"echo": True},
+        "suffix-last": {"suffix": "\nThis viewer in one word:", "pooling": "last"},
+    }[lever]
+    embedder = Embedder(str(tiny_model), dtype="fp32", layer_start=1, padding_side=padding_side, **options)
+    ours = embedder.encode(LEVER_TEXTS, batch_size=2, progress=False)
+    plain = Embedder(str(tiny_model), dtype="fp32", layer_start=1).encode(LEVER_TEXTS, progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    for i, text in enumerate(LEVER_TEXTS):
+        encoded = tokenizer(text, return_offsets_mapping=True)
+        ids = encoded["input_ids"]
+        weights = []
+        for start, end in encoded["offset_mapping"]:
+            line = text[:start].count("\n")
+            value = float(text.split("\n")[line].split(", ")[-1]) if line > 0 else 1.0
+            weight = 1.0
+            if "events" in lever and (line == 0 or not text[start:end].strip()):
+                weight = 0.0
+            if "rating" in lever:
+                weight *= value
+            weights.append(weight)
+        if lever == "echo":
+            expected = _layer_average(model, ids + ids)[len(ids) :].mean(0)
+        elif lever == "suffix-last":
+            suffix = tokenizer("\nThis viewer in one word:", add_special_tokens=False)["input_ids"]
+            expected = _layer_average(model, ids + suffix)[-1]
+        else:
+            w = torch.tensor(weights).unsqueeze(-1)
+            assert 0 < (w > 0).sum() < len(ids) or "events" not in lever  # the lever drops some tokens
+            expected = (_layer_average(model, ids) * w).sum(0) / w.sum()
+        np.testing.assert_allclose(ours[i], expected.numpy(), atol=1e-5)
+        assert not np.allclose(ours[i], plain[i], atol=1e-4)  # the lever changes the vector
+
+
+def test_pooling_levers_keep_the_latest_tokens_within_max_length(tiny_model):
+    long = "Movie|Rating (1-5)\n" + "".join(f"Film {i}, {1 + i % 5}\n" for i in range(200))
+    embedder = Embedder(str(tiny_model), dtype="fp32", max_length=40, echo=True, suffix=" End")
+    ids, weights = embedder.token_weights([long])
+    suffix = len(embedder.suffix_ids)
+    assert len(ids[0]) <= 40 and len(ids[0]) == 2 * embedder.text_budget + suffix
+    assert weights[0][: embedder.text_budget].sum() == 0 and weights[0][-suffix:].sum() == 0
+    tokenizer = embedder.tokenizer
+    assert tokenizer.decode(ids[0][: embedder.text_budget]).endswith("Film 199, 5\n")
+    with pytest.raises(Llm4esError, match="pool_tokens"):
+        Embedder(str(tiny_model), pool_tokens="header")
+    with pytest.raises(Llm4esError, match="max_length"):
+        Embedder(str(tiny_model), max_length=4, suffix="a much longer summarizing prompt than four tokens")
+
+
+def test_embed_cli_pooling_levers_match_the_embedder(tmp_path, tiny_model):
+    from tests import tiny
+
+    corpus = tiny.tiny_taste_corpus(tmp_path / "corpus", n_users=12)
+    out = tmp_path / "levers.parquet"
+    flags = ["--pool-tokens", "events", "--weight-field", "-1", "--echo", "--dtype", "fp32", "--max-length", "64"]
+    assert main(["embed", "--model", str(tiny_model), "--corpus", str(corpus), "--output", str(out), *flags]) == 0
+    table = pd.read_parquet(out)
+    texts = pd.concat([pd.read_parquet(p) for p in sorted((corpus / "serialized").glob("*.parquet"))])
+    expected = Embedder(
+        str(tiny_model), dtype="fp32", max_length=64, pool_tokens="events", weight_field=-1, echo=True
+    ).encode(texts["text"].tolist(), progress=False)
+    by_user = dict(zip(texts["user_id"], expected, strict=True))
+    got = np.stack(table["embedding"].to_numpy())
+    np.testing.assert_allclose(got, np.stack([by_user[u] for u in table["user_id"]]), atol=1e-5)

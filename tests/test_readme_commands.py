@@ -66,6 +66,10 @@ BUDGETS: list[tuple[str, list[str]]] = [
         ],
     ),
     (r"^llm4es embed\b", ["--max-length", "32", "--batch-size", "32"]),
+    (
+        r"\brecipes/contrastive\.py\b",
+        ["--max_steps", "1", "--max_users", "16", "--per_device_train_batch_size", "8", "--max_slice_tokens", "48"],
+    ),
 ]
 
 

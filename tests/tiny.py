@@ -53,3 +53,45 @@ def tiny_model_dir(folder: Path, *, layers: int = 3, seed: int = 0) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def tiny_taste_corpus(folder: Path, *, n_users: int = 40, n_events: int = 24, seed: int = 0) -> Path:
+    """A corpus folder (users/ DatasetDict + the MovieLens compact schema) of viewers who each rate
+    their own few films: slices of one viewer share titles, other viewers' do not, which is what a
+    contrastive stage can learn from. Built in well under a second."""
+    import datasets
+    import numpy as np
+
+    from llm4es_hf.assets import recipes_dir
+    from llm4es_hf.schema import load_schema, save_schema
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        titles = [f"Film {u * 7 + k}" for k in range(3)]
+        picks = rng.integers(0, 3, n_events)
+        rows.append(
+            {
+                "user_id": str(u + 1),
+                "event_time": (8.8e8 + 86400.0 * np.arange(n_events)).tolist(),
+                "movie_title": [titles[p] for p in picks],
+                "genres": ["Drama"] * n_events,
+                "rating": [int(1 + (u + p) % 5) for p in picks],
+                "gender": "F" if u % 2 else "M",
+            }
+        )
+    from llm4es_hf.serialize import Serializer
+
+    schema = load_schema(recipes_dir() / "movielens" / "schema_compact.yaml")
+    users = Serializer(schema)(datasets.Dataset.from_list(rows))
+    split = n_users - max(2, n_users // 10)
+    splits = datasets.DatasetDict({"train": users.select(range(split)), "test": users.select(range(split, n_users))})
+    folder.mkdir(parents=True, exist_ok=True)
+    splits.save_to_disk(str(folder / "users"))
+    save_schema(schema, folder / "schema.yaml")
+    (folder / "serialized").mkdir(exist_ok=True)
+    for name, ds in splits.items():
+        ds.select_columns(["user_id", "text", "gender"]).to_parquet(
+            str(folder / "serialized" / f"{name}-00000-of-00001.parquet")
+        )
+    return folder

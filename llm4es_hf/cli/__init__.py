@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "corpus": ("corpus", "build serialized + enriched corpora with a dataset card from a recipe YAML"),
     "publish-corpus": ("publish_corpus", "push a corpus folder (both configs and its card) to the Hub, private"),
     "sft": ("sft", "fine-tune a causal LM on a corpus with TRL (the same as `accelerate launch recipes/sft.py`)"),
+    "contrastive": (
+        "contrastive",
+        "contrastive fine-tuning on slices of users' events (the same as `accelerate launch recipes/contrastive.py`)",
+    ),
     "export-st": ("export_st", "add SentenceTransformer modules (layer averaging + pooling) to a model folder"),
     "embed": ("embed", "user embeddings: mean of hidden states of layers k..L, mean over tokens (Parquet)"),
     "evaluate": ("evaluate", "score embeddings and baselines on a label: 5 folds, LightGBM/logreg, report"),

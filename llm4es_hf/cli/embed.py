@@ -11,7 +11,7 @@ from accelerate import PartialState
 
 from ..artifacts import embedding_settings, load_texts, save_embeddings
 from ..config import parse_config
-from ..embed import DTYPES, POOLINGS, Embedder, embed_dataset
+from ..embed import DTYPES, POOL_TOKENS, POOLINGS, Embedder, embed_dataset
 from ..errors import Llm4esError
 
 
@@ -35,6 +35,16 @@ class EmbedConfig:
     dtype: str = field(
         default="auto", metadata={"help": f"one of {list(DTYPES)}; auto: bf16 where the hardware has it"}
     )
+    pool_tokens: str = field(
+        default="all", metadata={"help": f"one of {list(POOL_TOKENS)}; events: average the event tokens only"}
+    )
+    weight_field: int | None = field(
+        default=None, metadata={"help": "weight each event by this comma-separated value of its line (-1: the last)"}
+    )
+    echo: bool = field(default=False, metadata={"help": "run the text twice, pool the second copy"})
+    suffix: str | None = field(
+        default=None, metadata={"help": "text appended after each user's text (a summarizing prompt; --pooling last)"}
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -49,6 +59,10 @@ def main(argv: list[str]) -> int:
         pooling=config.pooling or saved.get("pooling", "mean"),
         max_length=config.max_length or saved.get("max_length", 2048),
         dtype=config.dtype,
+        pool_tokens=config.pool_tokens,
+        weight_field=config.weight_field,
+        echo=config.echo,
+        suffix=config.suffix,
     )
     texts = load_texts(config.corpus, config.corpus_config, config.splits or None)
     embeddings = embed_dataset(embedder, texts, batch_size=config.batch_size)
