@@ -41,7 +41,7 @@ from _common import peak_rss_mb, report
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.loopback_hub for the fault matrix
 
 from llm4es_hf.hardware import describe  # noqa: E402
-from llm4es_hf.search import UserIndex  # noqa: E402
+from llm4es_hf.search import IvfSettings, UserIndex  # noqa: E402
 from llm4es_hf.search.index import normalize_rows  # noqa: E402
 
 
@@ -81,7 +81,7 @@ def pct(values: np.ndarray, q: float) -> float:
     return round(float(np.percentile(values, q)), 3)
 
 
-def index_part(users: int, dim: int, n_queries: int, k: int, kind: str, workdir: Path) -> dict[str, object]:
+def index_part(users: int, dim: int, n_queries: int, k: int, kind: str, codec: str, workdir: Path) -> dict[str, object]:
     """Build, save, reload and query the default index at ``users`` users; exact search as baseline."""
     import faiss
 
@@ -90,7 +90,7 @@ def index_part(users: int, dim: int, n_queries: int, k: int, kind: str, workdir:
     ids = np.array([f"user-{i}" for i in range(users)])
     print(f"{users:,} users x {dim} dims generated in {time.perf_counter() - start:.1f} s", flush=True)
     start = time.perf_counter()
-    built = UserIndex.build(ids, matrix, kind=kind)
+    built = UserIndex.build(ids, matrix, kind=kind, ivf=IvfSettings(codec=codec))
     build_s = time.perf_counter() - start
     info = dict(built.info)
     print(f"built {info['kind']} in {build_s:.1f} s: {info.get('ivf', '')}", flush=True)
@@ -148,7 +148,7 @@ def index_part(users: int, dim: int, n_queries: int, k: int, kind: str, workdir:
         "index_p95_ms": pct(ours_ms, 95),
         "index_faiss_p50_ms": pct(faiss_ms, 50),
         "index_build_s": round(build_s, 1),
-        "index_ivf": {key: info["ivf"][key] for key in ("codec", "nlist", "nprobe", "train_size", "recall_at_k")}
+        "index_ivf": {key: info["ivf"][key] for key in ("factory", "nlist", "nprobe", "train_size", "recall_at_k")}
         if "ivf" in info
         else None,
         "baseline_exact_memory_mb": round(exact.nbytes / 2**20, 1),
@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=576)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--ivf-codec", default="SQ8", help="codec of the compressed index (SQ8, fastscan, PQ<m>)")
     parser.add_argument("--kind", default="auto", help="index kind (auto: ivf above 250k users; ivf to force it)")
     parser.add_argument("--skip-index", action="store_true")
     parser.add_argument("--skip-faults", action="store_true")
@@ -178,7 +179,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="llm4es-scale-") as tmp:
         if not args.skip_index:
-            fields.update(index_part(args.users, args.dim, args.queries, args.k, args.kind, Path(tmp)))
+            fields.update(index_part(args.users, args.dim, args.queries, args.k, args.kind, args.ivf_codec, Path(tmp)))
         if not args.skip_faults:
             from _faults import fault_matrix
 

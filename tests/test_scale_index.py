@@ -65,7 +65,9 @@ def test_compressed_index_recall_memory_and_info(large):
     info = compressed.info
     assert info["kind"] == "ivf"
     ivf = info["ivf"]
-    assert ivf["codec"] == "SQ8" and ivf["nlist"] == 256 and ivf["train_size"] == 12_800
+    assert (
+        ivf["codec"] == "SQ8" and ivf["factory"] == "IVF256,SQ8" and ivf["nlist"] == 256 and ivf["train_size"] == 12_800
+    )
     # the calibrated nprobe is the first power of two that reached the target on the sample
     assert ivf["recall_at_k"] >= ivf["target_recall"] == 0.97
     assert ivf["recall_by_nprobe"][str(ivf["nprobe"])] == ivf["recall_at_k"]
@@ -146,6 +148,18 @@ def test_fixed_nprobe_and_pq_codec():
     assert pq.info["ivf"]["codec"] == "PQ8" and 0 < pq.info["ivf"]["recall_at_k"] <= 1
 
 
+def test_fastscan_codec_reranks_with_sq8(large, tmp_path):
+    ids, matrix, _, _, exact = large
+    fast = UserIndex.build(ids, matrix, kind="ivf", ivf=IvfSettings(codec="fastscan"))
+    assert fast.info["ivf"]["factory"] == "IVF256,PQ32x4fsr,Refine(SQ8)"
+    assert recall_at_10(fast, exact, ids[-200:]) >= 0.93
+    loaded = UserIndex.load(fast.save(tmp_path / "fast"))
+    import faiss
+
+    assert faiss.downcast_index(loaded.index).k_factor == 16
+    assert loaded.neighbors_of("u11", 10).equals(fast.neighbors_of("u11", 10))
+
+
 @pytest.mark.parametrize(
     ("settings", "message", "key"),
     [
@@ -171,6 +185,6 @@ def test_a_failed_build_leaves_the_existing_index_folder_alone(tmp_path, capsys)
     assert main(argv) == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()}
     assert main([*argv, "--kind", "ivf", "--ivf-codec", "nope"]) == 2
-    assert "ivf codec must be SQ8" in capsys.readouterr().err
+    assert "ivf codec must be fastscan, SQ8" in capsys.readouterr().err
     assert main([*argv, "--kind", "ivf", "--ivf-nlist", "999999"]) == 2
     assert {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()} == before

@@ -39,7 +39,9 @@ class IndexConfig:
     )
     ivf_codec: str = field(
         default=IvfSettings.codec,
-        metadata={"help": "ivf: code of each vector (SQ8: 1 byte per dimension; SQfp16; PQ<m>: m bytes, less exact)"},
+        metadata={
+            "help": "ivf: SQ8 (1 byte per dimension), fastscan (4-bit PQ scan + SQ8 re-rank, faster), PQ<m> (m bytes)"
+        },
     )
     ivf_nlist: int = field(default=0, metadata={"help": "ivf: inverted lists (0: about 2*sqrt(users))"})
     ivf_train_size: int = field(default=0, metadata={"help": "ivf: k-means sample (0: 50 per list, at most 200k)"})

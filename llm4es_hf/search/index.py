@@ -42,7 +42,8 @@ HNSW_MAX_USERS = 250_000  # HNSW keeps every float: ~0.64 GB at 250k x 576 dims
 HNSW_NEIGHBORS = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
-_CODEC = re.compile(r"^(SQ8|SQ6|SQ4|SQfp16|PQ\d+(x\d+)?)$")
+_CODEC = re.compile(r"^(fastscan|SQ8|SQ6|SQ4|SQfp16|PQ\d+(x\d+)?)$")
+REFINE_K_FACTOR = 16  # fastscan: candidates re-ranked with the SQ8 codes, per neighbour asked
 _ADD_BATCH = 65_536
 
 
@@ -50,8 +51,11 @@ _ADD_BATCH = 65_536
 class IvfSettings:
     """How the compressed (``ivf``) index is made.
 
-    ``codec`` is the FAISS code of each vector's residual to its list centre (``SQ8``: one
-    byte per dimension; ``PQ<m>``: m bytes, smaller and less exact). ``nlist`` (inverted
+    ``codec``: ``SQ8`` (default) scans 8-bit codes of the residuals to the list centres (one
+    byte per dimension); ``fastscan`` scans 4-bit product-quantized residuals (dim/2
+    sub-quantizers, SIMD look-ups, ~4x faster per list at 576 dims) and re-ranks the best 16k
+    candidates with SQ8 codes of the vectors (not residuals: recall a point or two lower on
+    small dimensions); ``PQ<m>``: m bytes, smaller and less exact. ``nlist`` (inverted
     lists, 0 = about 2*sqrt(users), a power of two) and ``train_size`` (k-means sample, 0 =
     50 per list, at most 200k) bound the build time. ``nprobe`` (lists visited per query) is
     the smallest power of two whose recall@``calibration_k`` on ``calibration_queries``
@@ -72,7 +76,8 @@ class IvfSettings:
         """Refuse settings FAISS would choke on, naming the option."""
         if not _CODEC.match(self.codec):
             raise Llm4esError(
-                f"ivf codec must be SQ8, SQ6, SQ4, SQfp16 or PQ<m> (e.g. PQ64), got {self.codec!r}", key="ivf_codec"
+                f"ivf codec must be fastscan, SQ8, SQ6, SQ4, SQfp16 or PQ<m> (e.g. PQ64), got {self.codec!r}",
+                key="ivf_codec",
             )
         if self.nlist < 0 or self.nlist > n_users:
             raise Llm4esError(
@@ -145,7 +150,7 @@ def _make_ivf_index(vectors: np.ndarray, settings: IvfSettings) -> tuple[Any, di
     n_train = max(nlist, settings.sample_for(n_users, nlist))
     rng = np.random.default_rng(settings.seed)
     sample = vectors if n_train >= n_users else vectors[np.sort(rng.choice(n_users, n_train, replace=False))]
-    index = faiss.index_factory(dim, f"IVF{nlist},{settings.codec}", faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(dim, f"IVF{nlist},{_factory_codec(settings.codec, dim)}", faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.extract_index_ivf(index)
     ivf.cp.niter = settings.kmeans_iterations
     ivf.cp.seed = settings.seed
@@ -164,12 +169,17 @@ def _make_ivf_index(vectors: np.ndarray, settings: IvfSettings) -> tuple[Any, di
     del sample
     for start in range(0, n_users, _ADD_BATCH):
         index.add(np.ascontiguousarray(vectors[start : start + _ADD_BATCH], dtype=np.float32))
-    ivf.make_direct_map()
+    refined = faiss.downcast_index(index)
+    if hasattr(refined, "k_factor"):  # IndexRefine: known users' vectors come from the SQ8 codes
+        refined.k_factor = REFINE_K_FACTOR
+    else:  # known users' vectors are reconstructed through a direct map (id -> list, offset)
+        ivf.make_direct_map()
     calibration = _calibrate_nprobe(index, vectors, settings, nlist)
     ivf.nprobe = calibration["nprobe"]
     info = {
         "ivf": {
             "codec": settings.codec,
+            "factory": f"IVF{nlist},{_factory_codec(settings.codec, dim)}",
             "nlist": nlist,
             "train_size": n_train,
             "kmeans_iterations": settings.kmeans_iterations,
@@ -177,6 +187,15 @@ def _make_ivf_index(vectors: np.ndarray, settings: IvfSettings) -> tuple[Any, di
         }
     }
     return index, info
+
+
+def _factory_codec(codec: str, dim: int) -> str:
+    """The index_factory suffix: ``fastscan`` -> 4-bit fast-scan PQ refined by SQ8 (plain SQ8 when
+    the dimension is odd: fast-scan needs an even number of sub-quantizers dividing it)."""
+    if codec != "fastscan":
+        return codec
+    m = next((m for m in (dim // 2, dim // 4) if m >= 2 and m % 2 == 0 and dim % m == 0), None)
+    return f"PQ{m}x4fsr,Refine(SQ8)" if m else "SQ8"  # fsr: residuals to the list centre; plain fs is not
 
 
 def _calibrate_nprobe(index: Any, vectors: np.ndarray, settings: IvfSettings, nlist: int) -> dict[str, Any]:
@@ -338,6 +357,9 @@ class UserIndex:
             )
         if info.get("kind") == "ivf":  # the calibrated nprobe, whatever the file says
             _faiss().extract_index_ivf(index).nprobe = int(info["ivf"]["nprobe"])
+            refined = _faiss().downcast_index(index)
+            if hasattr(refined, "k_factor"):
+                refined.k_factor = REFINE_K_FACTOR
         return cls(
             index=index,
             users=users,
