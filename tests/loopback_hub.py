@@ -5,6 +5,11 @@ the subset of the Hub HTTP API used by `huggingface_hub` 2.4, `datasets` 5.2 and
 creation/settings/deletion, branches and tags, the preupload + NDJSON commit endpoints, the legacy LFS "basic"
 transfer, repo info, tree/paths-info listings, commit history and `resolve` downloads (HEAD/GET, ranges).
 
+Faults can be injected (`LoopbackHub.inject(Fault...)`): an HTTP error status (500, 503, 429 with `Retry-After`),
+the connection dropped mid-upload (part of the body read, no answer), or an answer slower than the client's timeout
+(the request is carried out, then the answer waits); `Fault.apply=True` on a dropped request carries it out first
+(the commit lands, its answer is lost). Each fault hits the first `times` matching requests after `skip` of them.
+
 Use the `loopback_hub` pytest fixture, which also points the already-imported libraries at the server (they
 copy `HF_ENDPOINT` and friends into module constants at import time, so setting the environment is not enough).
 See `patch_hf_environment` for the full list of what is patched.
@@ -19,8 +24,10 @@ import importlib
 import importlib.util
 import itertools
 import json
+import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +42,7 @@ import pytest
 
 __all__ = [
     "DEFAULT_LFS_PATTERNS",
+    "Fault",
     "HubCommit",
     "HubRepo",
     "LoopbackHub",
@@ -192,6 +200,44 @@ class HubRepo:
         return commit.files()
 
 
+@dataclass
+class Fault:
+    """A failure injected into the requests whose method and path (fnmatch patterns, e.g.
+    `"/api/*/commit/*"`, `"/_lfs/*"`) match: the first `times` of them after `skip` (`times=-1`: all).
+
+    kind: `"status"` answers `status` (with a `Retry-After: retry_after` header when set) without
+    carrying the request out; `"drop"` reads half the body and closes the connection without an
+    answer (with `apply`, carries the request out and drops the answer); `"slow"` carries the request
+    out and answers after `delay` seconds.
+    """
+
+    kind: str = "status"
+    method: str = "*"
+    path: str = "*"
+    times: int = 1
+    skip: int = 0
+    status: int = 500
+    retry_after: float | None = None
+    delay: float = 0.0
+    apply: bool = False
+    seen: int = 0
+    hits: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("status", "drop", "slow"):
+            raise ValueError(f"unknown fault kind {self.kind!r}")
+
+    def take(self, method: str, path: str) -> bool:
+        """Whether this request is hit (counts it; call under the hub's lock)."""
+        if not (fnmatch.fnmatch(method, self.method) and fnmatch.fnmatch(path, self.path)):
+            return False
+        self.seen += 1
+        if self.seen <= self.skip or (self.times >= 0 and self.hits >= self.times):
+            return False
+        self.hits += 1
+        return True
+
+
 class _HttpError(Exception):
     """An error answered to the client, with the Hub's `X-Error-Code` convention."""
 
@@ -264,6 +310,7 @@ class LoopbackHub:
         self.lfs_patterns = tuple(lfs_patterns)
         self.lfs_threshold = lfs_threshold
         self.requests: list[tuple[str, str]] = []
+        self.faults: list[Fault] = []
         self._port = port
         self._repos: dict[tuple[str, str], HubRepo] = {}
         self._lfs_objects: dict[str, bytes] = {}
@@ -308,6 +355,27 @@ class LoopbackHub:
             raise RuntimeError("LoopbackHub is not started")
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    # ------------------------------------------------------------------ faults
+
+    def inject(self, *faults: Fault) -> LoopbackHub:
+        """Add faults (see `Fault`); they act on requests from now on."""
+        with self._lock:
+            self.faults.extend(faults)
+        return self
+
+    def clear_faults(self) -> None:
+        """Remove every fault: the hub answers normally again."""
+        with self._lock:
+            self.faults.clear()
+
+    def _fault_for(self, method: str, path: str) -> Fault | None:
+        """The fault hitting this request, if any (a request refused by a fault is logged too)."""
+        with self._lock:
+            fault = next((fault for fault in self.faults if fault.take(method, path)), None)
+            if fault is not None and fault.kind in ("status", "drop") and not fault.apply:
+                self.requests.append((method, path))
+            return fault
 
     # ------------------------------------------------------------------ inspection helpers
 
@@ -887,6 +955,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         split = urlsplit(self.path)
+        fault = self.server.hub._fault_for(self.command, split.path)
+        if fault is not None and fault.kind == "drop" and not fault.apply:
+            self._drop_mid_body()
+            return
+        if fault is not None and fault.kind == "status":
+            self._read_body()
+            headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+            message = f"injected fault: HTTP {fault.status}"
+            self._write(
+                _Response.json({"error": message}, status=fault.status), {**headers, "X-Error-Message": message}
+            )
+            return
         try:
             request = _Request(
                 method=self.command,
@@ -905,14 +985,34 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as err:  # noqa: BLE001 - surface server bugs as 500s with the traceback
             traceback.print_exc(file=sys.stderr)
             response = _Response.json({"error": f"LoopbackHub internal error: {err!r}"}, status=500)
+        if fault is not None and fault.kind == "drop":  # carried out; the answer is lost
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+        try:
+            self._write(response)
+        except OSError:  # the client gave up waiting
+            self.close_connection = True
+
+    def _write(self, response: _Response, extra_headers: Mapping[str, str] | None = None) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
-        for name, value in response.headers.items():
+        for name, value in {**response.headers, **(extra_headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
+
+    def _drop_mid_body(self) -> None:
+        """Read half the announced body, then close the connection without answering."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > 1:
+            self.rfile.read(length // 2)
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _serve
 

@@ -1,4 +1,4 @@
-"""`llm4es index`: a FAISS index of user embeddings (exact or HNSW) with labels, texts and a 2-D map."""
+"""`llm4es index`: a FAISS index of user embeddings (exact, HNSW or compressed IVF) with labels, texts and a 2-D map."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..config import parse_config
 from ..errors import Llm4esError
 from ..hub import push_index
-from ..search import EXACT_MAX_USERS, INDEX_KINDS, build_index_from_files
+from ..search import EXACT_MAX_USERS, HNSW_MAX_USERS, INDEX_KINDS, IvfSettings, build_index_from_files
 
 
 @dataclass
@@ -25,10 +25,30 @@ class IndexConfig:
     model: str | None = field(
         default=None, metadata={"help": "the model that made the embeddings (folder or Hub id), recorded for queries"}
     )
-    kind: str = field(default="auto", metadata={"help": f"one of {list(INDEX_KINDS)}: exact inner product, HNSW"})
+    kind: str = field(
+        default="auto",
+        metadata={"help": f"one of {list(INDEX_KINDS)}: by size, exact inner product, HNSW, compressed IVF"},
+    )
     exact_max_users: int = field(
         default=EXACT_MAX_USERS,
         metadata={"help": f"auto: exact up to this many users, HNSW above ({EXACT_MAX_USERS:,})"},
+    )
+    hnsw_max_users: int = field(
+        default=HNSW_MAX_USERS,
+        metadata={"help": f"auto: HNSW up to this many users, compressed IVF above ({HNSW_MAX_USERS:,})"},
+    )
+    ivf_codec: str = field(
+        default=IvfSettings.codec,
+        metadata={
+            "help": "ivf: SQ8 (1 byte per dimension), fastscan (4-bit PQ scan + SQ8 re-rank, faster), PQ<m> (m bytes)"
+        },
+    )
+    ivf_nlist: int = field(default=0, metadata={"help": "ivf: inverted lists (0: about 2*sqrt(users))"})
+    ivf_train_size: int = field(default=0, metadata={"help": "ivf: k-means sample (0: 50 per list, at most 200k)"})
+    ivf_nprobe: int = field(default=0, metadata={"help": "ivf: lists visited per query (0: calibrated for the recall)"})
+    ivf_target_recall: float = field(
+        default=IvfSettings.target_recall,
+        metadata={"help": "ivf: recall@10 against exact search that the calibrated nprobe must reach"},
     )
     push_to_hub: str | None = field(
         default=None, metadata={"help": "ORG/NAME: also push the folder as a Hub data set repo"}
@@ -49,9 +69,26 @@ def main(argv: list[str]) -> int:
         model=config.model,
         kind=config.kind,
         exact_max_users=config.exact_max_users,
+        hnsw_max_users=config.hnsw_max_users,
+        ivf=IvfSettings(
+            codec=config.ivf_codec,
+            nlist=config.ivf_nlist,
+            train_size=config.ivf_train_size,
+            nprobe=config.ivf_nprobe,
+            target_recall=config.ivf_target_recall,
+        ),
     )
+    info = index.info
+    detail = info["kind"]
+    if info["kind"] == "ivf":
+        ivf = info["ivf"]
+        detail += (
+            f" {ivf['codec']}, {ivf['nlist']:,} lists, nprobe {ivf['nprobe']} "
+            f"(recall@{ivf['k']} {ivf['recall_at_k']:.3f} on {ivf['queries']} users)"
+        )
     print(
-        f"indexed {index.info['n_users']:,} users x {index.info['dimension']} dims ({index.info['kind']}; "
+        f"indexed {info['n_users']:,} users x {info['dimension']} dims ({detail}; "
+        f"{info['memory']['index_bytes'] / 2**20:,.1f} MiB; "
         f"labels: {', '.join(index.label_columns) or 'none'}) -> {config.output}"
     )
     if config.push_to_hub:

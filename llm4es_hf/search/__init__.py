@@ -2,12 +2,23 @@
 query time (``query``)."""
 
 from .files import build_index_from_files
-from .index import EXACT_MAX_USERS, INDEX_KINDS, UserIndex, choose_kind, label_distribution, resolve_index_folder
+from .index import (
+    EXACT_MAX_USERS,
+    HNSW_MAX_USERS,
+    INDEX_KINDS,
+    IvfSettings,
+    UserIndex,
+    choose_kind,
+    label_distribution,
+    resolve_index_folder,
+)
 from .query import QueryEncoder, event_columns
 
 __all__ = [
     "EXACT_MAX_USERS",
+    "HNSW_MAX_USERS",
     "INDEX_KINDS",
+    "IvfSettings",
     "QueryEncoder",
     "UserIndex",
     "build_index_from_files",

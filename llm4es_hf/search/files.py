@@ -16,7 +16,7 @@ import polars as pl
 
 from ..artifacts import corpus_serialization_settings, load_corpus_users, load_embeddings, load_labels
 from ..errors import Llm4esError
-from .index import EXACT_MAX_USERS, UserIndex
+from .index import EXACT_MAX_USERS, HNSW_MAX_USERS, IvfSettings, UserIndex
 
 
 def build_index_from_files(
@@ -27,6 +27,8 @@ def build_index_from_files(
     model: str | None = None,
     kind: str = "auto",
     exact_max_users: int = EXACT_MAX_USERS,
+    hnsw_max_users: int = HNSW_MAX_USERS,
+    ivf: IvfSettings | None = None,
 ) -> UserIndex:
     """`llm4es index`: an embeddings Parquet (+ labels: a corpus folder or a table) -> an index folder.
 
@@ -59,7 +61,16 @@ def build_index_from_files(
         info["labels"] = {"source": str(labels), "matched_users": matched, "tasks": loaded.tasks}
     if corpus is not None:
         info["serialization"] = corpus_serialization_settings(corpus)
-    index = UserIndex.build(ids, matrix, labels=label_frame, kind=kind, exact_max_users=exact_max_users, info=info)
+    index = UserIndex.build(
+        ids,
+        matrix,
+        labels=label_frame,
+        kind=kind,
+        exact_max_users=exact_max_users,
+        hnsw_max_users=hnsw_max_users,
+        ivf=ivf,
+        info=info,
+    )
     folder = index.save(output)
     if corpus is not None:
         shutil.copy(corpus / "schema.yaml", folder / "schema.yaml")

@@ -3,7 +3,11 @@
 Vectors are centered on the indexed users' mean (LLM hidden states share one large common
 direction that would otherwise dominate every cosine) and L2-normalized, so inner product is
 cosine similarity. Up to ``exact_max_users`` users the index is exact (``IndexFlatIP``);
-above it, HNSW (approximate, about 10x faster per query at 100k users).
+above it, HNSW (approximate, about 10x faster per query at 100k users, but it keeps every
+float: ~2.5 KB per 576-dim user); above ``hnsw_max_users``, a compressed IVF index
+(``ivf``: inverted lists with 8-bit scalar-quantized residuals, ~0.6 KB per user, k-means
+trained on a sample), whose ``nprobe`` is chosen at build time for a target recall@10
+against exact search on a sample of the indexed users (see ``IvfSettings``).
 
 An index folder holds ``index.faiss``, ``users.parquet`` (user_id, labels, split, map x/y),
 ``projection.npz`` (the centering mean and the 2-D PCA), ``index.json`` (kind, sizes, the
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,30 +36,100 @@ from ..assets import is_hub_repo_id
 from ..errors import Llm4esError
 from ..extras import require
 
-INDEX_KINDS = ("auto", "exact", "hnsw")
+INDEX_KINDS = ("auto", "exact", "hnsw", "ivf")
 EXACT_MAX_USERS = 50_000
+HNSW_MAX_USERS = 250_000  # HNSW keeps every float: ~0.64 GB at 250k x 576 dims
 HNSW_NEIGHBORS = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
+_CODEC = re.compile(r"^(fastscan|SQ8|SQ6|SQ4|SQfp16|PQ\d+(x\d+)?)$")
+REFINE_K_FACTOR = 16  # fastscan: candidates re-ranked with the SQ8 codes, per neighbour asked
+_ADD_BATCH = 65_536
+
+
+@dataclass
+class IvfSettings:
+    """How the compressed (``ivf``) index is made.
+
+    ``codec``: ``SQ8`` (default) scans 8-bit codes of the residuals to the list centres (one
+    byte per dimension); ``fastscan`` scans 4-bit product-quantized residuals (dim/2
+    sub-quantizers, SIMD look-ups, ~4x faster per list at 576 dims) and re-ranks the best 16k
+    candidates with SQ8 codes of the vectors (not residuals: recall a point or two lower on
+    small dimensions); ``PQ<m>``: m bytes, smaller and less exact. ``nlist`` (inverted
+    lists, 0 = about 2*sqrt(users), a power of two) and ``train_size`` (k-means sample, 0 =
+    50 per list, at most 200k) bound the build time. ``nprobe`` (lists visited per query) is
+    the smallest power of two whose recall@``calibration_k`` on ``calibration_queries``
+    indexed users, against exact search, reaches ``target_recall``; 0 = choose it so.
+    """
+
+    codec: str = "SQ8"
+    nlist: int = 0
+    train_size: int = 0
+    nprobe: int = 0
+    target_recall: float = 0.97
+    calibration_queries: int = 256
+    calibration_k: int = 10
+    kmeans_iterations: int = 15
+    seed: int = 0
+
+    def check(self, n_users: int) -> None:
+        """Refuse settings FAISS would choke on, naming the option."""
+        if not _CODEC.match(self.codec):
+            raise Llm4esError(
+                f"ivf codec must be fastscan, SQ8, SQ6, SQ4, SQfp16 or PQ<m> (e.g. PQ64), got {self.codec!r}",
+                key="ivf_codec",
+            )
+        if self.nlist < 0 or self.nlist > n_users:
+            raise Llm4esError(
+                f"ivf nlist must be 0 (auto) or 1..{n_users:,} (the users), got {self.nlist}", key="ivf_nlist"
+            )
+        if self.train_size < 0:
+            raise Llm4esError(
+                f"ivf train size must be 0 (auto) or positive, got {self.train_size}", key="ivf_train_size"
+            )
+        if self.nprobe < 0:
+            raise Llm4esError(f"ivf nprobe must be 0 (calibrate) or positive, got {self.nprobe}", key="ivf_nprobe")
+        if not 0.0 < self.target_recall <= 1.0:
+            raise Llm4esError(f"ivf target recall must be in (0, 1], got {self.target_recall}", key="ivf_target_recall")
+
+    def lists_for(self, n_users: int) -> int:
+        """``nlist``, or about 2*sqrt(users) rounded to a power of two, with >= 39 users per list."""
+        if self.nlist:
+            return self.nlist
+        guess = 2 ** round(math.log2(max(1.0, 2 * math.sqrt(n_users))))
+        return int(max(1, min(guess, 65_536, n_users // 39)))
+
+    def sample_for(self, n_users: int, nlist: int) -> int:
+        """Training sample: ``train_size``, or 50 users per list (FAISS asks for >= 39), at most 200k."""
+        if self.train_size:
+            return min(n_users, self.train_size)
+        return min(n_users, 200_000, max(50 * nlist, 10_000))
 
 
 def _faiss() -> Any:
     return require("faiss")  # the `search` extra
 
 
-def choose_kind(kind: str, n_users: int, exact_max_users: int = EXACT_MAX_USERS) -> str:
-    """`auto` -> exact up to ``exact_max_users`` users, HNSW above."""
+def choose_kind(
+    kind: str, n_users: int, exact_max_users: int = EXACT_MAX_USERS, hnsw_max_users: int = HNSW_MAX_USERS
+) -> str:
+    """`auto` -> exact up to ``exact_max_users`` users, HNSW up to ``hnsw_max_users``, compressed IVF above."""
     if kind not in INDEX_KINDS:
         raise Llm4esError(f"index kind must be one of {list(INDEX_KINDS)}, got {kind!r}", key="kind")
     if kind != "auto":
         return kind
-    return "exact" if n_users <= exact_max_users else "hnsw"
+    if n_users <= exact_max_users:
+        return "exact"
+    return "hnsw" if n_users <= hnsw_max_users else "ivf"
 
 
-def make_faiss_index(vectors: np.ndarray, kind: str) -> Any:
-    """An inner-product FAISS index over ``vectors`` (already centered and normalized)."""
+def make_faiss_index(vectors: np.ndarray, kind: str, ivf: IvfSettings | None = None) -> tuple[Any, dict[str, Any]]:
+    """An inner-product FAISS index over ``vectors`` (already centered and normalized), and
+    what ``index.json`` should say about how it was made (empty but for ``ivf``)."""
     faiss = _faiss()
     dim = vectors.shape[1]
+    if kind == "ivf":
+        return _make_ivf_index(vectors, ivf or IvfSettings())
     if kind == "exact":
         index = faiss.IndexFlatIP(dim)
     else:
@@ -61,14 +137,125 @@ def make_faiss_index(vectors: np.ndarray, kind: str) -> Any:
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index.hnsw.efSearch = HNSW_EF_SEARCH
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
+    return index, {}
 
 
-def normalize_rows(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Center on ``mean`` and scale each row to unit length (zero rows stay zero)."""
-    centered = np.asarray(vectors, dtype=np.float32) - mean
-    norms = np.linalg.norm(centered, axis=1, keepdims=True)
-    return centered / np.maximum(norms, 1e-12)
+def _make_ivf_index(vectors: np.ndarray, settings: IvfSettings) -> tuple[Any, dict[str, Any]]:
+    """IVF + ``settings.codec`` codes of the residuals, k-means on a sample, a direct map (known
+    users' vectors are reconstructed for `neighbors_of`), nprobe calibrated (see ``IvfSettings``)."""
+    faiss = _faiss()
+    n_users, dim = vectors.shape
+    settings.check(n_users)
+    nlist = settings.lists_for(n_users)
+    n_train = max(nlist, settings.sample_for(n_users, nlist))
+    rng = np.random.default_rng(settings.seed)
+    sample = vectors if n_train >= n_users else vectors[np.sort(rng.choice(n_users, n_train, replace=False))]
+    index = faiss.index_factory(dim, f"IVF{nlist},{_factory_codec(settings.codec, dim)}", faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.extract_index_ivf(index)
+    ivf.cp.niter = settings.kmeans_iterations
+    ivf.cp.seed = settings.seed
+    ivf.cp.max_points_per_centroid = max(256, -(-n_train // nlist))  # train on the whole sample we drew
+    # index_factory turns polysemous training on for PQ codes (a minute even for 4k users, for
+    # Hamming filtering we never use); extract_index_ivf returns the base class, so downcast.
+    encoder = faiss.downcast_index(ivf)
+    if hasattr(encoder, "do_polysemous_training"):
+        encoder.do_polysemous_training = False
+    try:
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    except RuntimeError as err:  # e.g. PQ needs >= 256 training vectors per sub-quantizer
+        raise Llm4esError(
+            f"cannot train the {settings.codec} IVF index on {n_train:,} users: {err}", key="ivf_codec"
+        ) from err
+    del sample
+    for start in range(0, n_users, _ADD_BATCH):
+        index.add(np.ascontiguousarray(vectors[start : start + _ADD_BATCH], dtype=np.float32))
+    refined = faiss.downcast_index(index)
+    if hasattr(refined, "k_factor"):  # IndexRefine: known users' vectors come from the SQ8 codes
+        refined.k_factor = REFINE_K_FACTOR
+    else:  # known users' vectors are reconstructed through a direct map (id -> list, offset)
+        ivf.make_direct_map()
+    calibration = _calibrate_nprobe(index, vectors, settings, nlist)
+    ivf.nprobe = calibration["nprobe"]
+    info = {
+        "ivf": {
+            "codec": settings.codec,
+            "factory": f"IVF{nlist},{_factory_codec(settings.codec, dim)}",
+            "nlist": nlist,
+            "train_size": n_train,
+            "kmeans_iterations": settings.kmeans_iterations,
+            **calibration,
+        }
+    }
+    return index, info
+
+
+def _factory_codec(codec: str, dim: int) -> str:
+    """The index_factory suffix: ``fastscan`` -> 4-bit fast-scan PQ refined by SQ8 (plain SQ8 when
+    the dimension is odd: fast-scan needs an even number of sub-quantizers dividing it)."""
+    if codec != "fastscan":
+        return codec
+    m = next((m for m in (dim // 2, dim // 4) if m >= 2 and m % 2 == 0 and dim % m == 0), None)
+    return f"PQ{m}x4fsr,Refine(SQ8)" if m else "SQ8"  # fsr: residuals to the list centre; plain fs is not
+
+
+def _calibrate_nprobe(index: Any, vectors: np.ndarray, settings: IvfSettings, nlist: int) -> dict[str, Any]:
+    """Recall@k of known-user queries (their stored, i.e. decoded, vectors, as `neighbors_of`
+    asks) against exact search over the original vectors, for nprobe = 1, 2, 4, ...: the first
+    that reaches the target, else the smallest within 0.005 of the best seen."""
+    faiss = _faiss()
+    n_users = len(vectors)
+    k = min(settings.calibration_k, n_users - 1)
+    rng = np.random.default_rng(settings.seed + 1)
+    rows = np.sort(rng.choice(n_users, min(settings.calibration_queries, n_users), replace=False))
+    exact_queries = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    _, truth = faiss.knn(
+        exact_queries, np.ascontiguousarray(vectors, dtype=np.float32), k + 1, faiss.METRIC_INNER_PRODUCT
+    )
+    queries = np.vstack([index.reconstruct(int(row)) for row in rows])
+    ivf = faiss.extract_index_ivf(index)
+
+    def recall(nprobe: int) -> float:
+        ivf.nprobe = nprobe
+        _, found = index.search(queries, k + 1)
+        hits = 0
+        for i, row in enumerate(rows):
+            want = [u for u in truth[i] if u != row][:k]
+            got = [u for u in found[i] if u != row and u >= 0][:k]
+            hits += len(set(want) & set(got))
+        return hits / (k * len(rows))
+
+    if settings.nprobe:
+        nprobe = min(settings.nprobe, nlist)
+        return {"nprobe": nprobe, "recall_at_k": round(recall(nprobe), 4), "k": k, "queries": len(rows)}
+    tried: dict[int, float] = {}
+    nprobe = 1
+    while nprobe <= nlist:
+        tried[nprobe] = recall(nprobe)
+        if tried[nprobe] >= settings.target_recall:
+            break
+        nprobe *= 2
+    best = max(tried.values())
+    chosen = next(p for p, r in tried.items() if r >= settings.target_recall or r >= best - 0.005)
+    return {
+        "nprobe": chosen,
+        "recall_at_k": round(tried[chosen], 4),
+        "k": k,
+        "queries": len(rows),
+        "target_recall": settings.target_recall,
+        "recall_by_nprobe": {str(p): round(r, 4) for p, r in tried.items()},
+    }
+
+
+def normalize_rows(vectors: np.ndarray, mean: np.ndarray, batch: int = 65_536) -> np.ndarray:
+    """Center on ``mean`` and scale each row to unit length (zero rows stay zero), in batches
+    so that a million users need one float32 copy, not three."""
+    vectors = np.asarray(vectors)
+    out = np.empty(vectors.shape, dtype=np.float32)
+    for start in range(0, len(vectors), batch):
+        centered = np.asarray(vectors[start : start + batch], dtype=np.float32) - mean
+        norms = np.linalg.norm(centered, axis=1, keepdims=True)
+        out[start : start + batch] = centered / np.maximum(norms, 1e-12)
+    return out
 
 
 @dataclass
@@ -92,9 +279,14 @@ class UserIndex:
         labels: pl.DataFrame | None = None,
         kind: str = "auto",
         exact_max_users: int = EXACT_MAX_USERS,
+        hnsw_max_users: int = HNSW_MAX_USERS,
+        ivf: IvfSettings | None = None,
         info: dict[str, Any] | None = None,
     ) -> UserIndex:
-        """Index ``embeddings`` (one row per user id); ``labels`` (user_id + columns) is joined on user_id."""
+        """Index ``embeddings`` (one row per user id); ``labels`` (user_id + columns) is joined on user_id.
+
+        ``kind``: ``auto`` (by size, see the module docstring), ``exact``, ``hnsw`` or ``ivf``
+        (compressed, made as ``ivf`` says)."""
         ids = np.asarray(user_ids).astype(str)
         matrix = np.asarray(embeddings, dtype=np.float32)
         if matrix.ndim != 2 or len(matrix) != len(ids):
@@ -103,7 +295,9 @@ class UserIndex:
             raise Llm4esError("an index needs at least 2 users")
         if not np.isfinite(matrix).all():
             raise Llm4esError("embeddings hold NaN or infinite values", column="embedding")
-        kind = choose_kind(kind, len(ids), exact_max_users)
+        kind = choose_kind(kind, len(ids), exact_max_users, hnsw_max_users)
+        if kind == "ivf":
+            (ivf or IvfSettings()).check(len(ids))
         mean = matrix.mean(0)
         vectors = normalize_rows(matrix, mean)
         components = _pca_components(vectors)
@@ -114,13 +308,15 @@ class UserIndex:
                 "user_id", *[pl.col(c).cast(pl.Utf8) for c in labels.columns if c != "user_id"]
             )
             users = users.join(extra, on="user_id", how="left", maintain_order="left")
-        index = make_faiss_index(vectors, kind)
+        index, made = make_faiss_index(vectors, kind, ivf)
+        del vectors
         meta = {
             "kind": kind,
             "n_users": len(ids),
             "dimension": int(matrix.shape[1]),
             "metric": "cosine (centered, L2-normalized, inner product)",
             "label_columns": [c for c in users.columns if c not in ("user_id", "x", "y", "split")],
+            **made,
             **(info or {}),
         }
         return cls(index=index, users=users, mean=mean, components=components, info=meta)
@@ -130,6 +326,8 @@ class UserIndex:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         _faiss().write_index(self.index, str(folder / "index.faiss"))
+        size = (folder / "index.faiss").stat().st_size  # what the index holds in memory, give or take a few KB
+        self.info["memory"] = {"index_bytes": size, "bytes_per_user": round(size / max(1, self.index.ntotal), 1)}
         self.users.write_parquet(folder / "users.parquet")
         np.savez(folder / "projection.npz", mean=self.mean, components=self.components)
         (folder / "index.json").write_text(json.dumps(self.info, indent=2, default=str))
@@ -157,6 +355,11 @@ class UserIndex:
             raise Llm4esError(
                 f"the index holds {index.ntotal} vectors but users.parquet {len(users)} rows", file=folder
             )
+        if info.get("kind") == "ivf":  # the calibrated nprobe, whatever the file says
+            _faiss().extract_index_ivf(index).nprobe = int(info["ivf"]["nprobe"])
+            refined = _faiss().downcast_index(index)
+            if hasattr(refined, "k_factor"):
+                refined.k_factor = REFINE_K_FACTOR
         return cls(
             index=index,
             users=users,
