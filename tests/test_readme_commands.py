@@ -43,6 +43,7 @@ SKIPS: list[tuple[str, str]] = [
     (r"\bLLM4ES_(INDEX|MODEL)=\S*/", "needs a model and an index published on the Hub"),
     (r"\"org/", "needs a model published on the Hub"),
     (r"spaces/llm4es-demo/app\.py", "a server that runs until stopped (test_space.py drives the Space)"),
+    (r"outputs/quickstart/", "needs `make quickstart`'s outputs (test_quickstart.py runs the quickstart)"),
 ]
 
 # (pattern, extra arguments appended to the line): the smallest budgets each command allows.
