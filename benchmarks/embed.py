@@ -156,10 +156,9 @@ def main() -> None:
 def downstream_auc(tokenizer, model_path: str, args: argparse.Namespace) -> dict:  # noqa: ANN001
     """Gender ROC-AUC of bf16 and fp32 embeddings of every viewer (same folds, same test users),
     on the compact layout."""
-    from llm4es_hf.assets import recipes_dir
     from llm4es_hf.evaluation import evaluate_features
 
-    source = load_source("movielens", schema=recipes_dir() / "movielens" / "schema_compact.yaml")
+    source = load_source("movielens", schema="movielens_compact")
     texts = Serializer(source.schema, max_tokens=args.auc_max_tokens, tokenizer=tokenizer)(source.users)
     ids = list(texts["user_id"])
     labels = dict(zip(ids, texts["gender"], strict=True))

@@ -17,7 +17,7 @@ ROC-AUC over all the train users, its paired-bootstrap 95% CI and p.
 
     python benchmarks/quality_movielens.py [--variants full-serialized lora-serialized full-enriched lora-enriched]
         [--max-tokens 512 --train-steps 100 --target gender] [--embed-tokens 2048]
-        [--schema recipes/movielens/schema.yaml]   # default: the compact layout ("title, stars" per rating)
+        [--schema movielens]   # default: the compact layout ("title, stars" per rating)
         [--coles]   # CoLES (pytorch-lifestream) beside them, with coles+<model> and bag+coles+<model> ensembles
         [--variants contrastive-lora --slice-events 4 10 --slice-tokens 64 --contrastive-batch 24
          --contrastive-users 720 --contrastive-lr 5e-4]
@@ -62,9 +62,9 @@ def main() -> None:
     parser.add_argument("--coles", action="store_true", help="add CoLES (recipes/movielens/coles.yaml) and ensembles")
     parser.add_argument(
         "--schema",
-        default="recipes/movielens/schema_compact.yaml",
+        default="movielens_compact",
         help="MovieLens EventSchema: the compact layout (default; ~2.5x more events per token, same fields kept for "
-        "the baselines) or recipes/movielens/schema.yaml (date, title, genres, rating)",
+        "the baselines) or movielens (date, title, genres, rating): built-in names or a YAML file",
     )
     parser.add_argument("--slice-events", type=int, nargs=2, default=[4, 10], help="contrastive: slice length bounds")
     parser.add_argument("--slice-tokens", type=int, default=64, help="contrastive: token cap of a slice")

@@ -125,18 +125,9 @@ def recipes_dir() -> Path:
     return Path(str(importlib.resources.files("llm4es_hf.recipes")))
 
 
-def schema_path(dataset: str) -> Path:
-    """The shipped schema of a built-in data set."""
-    path = recipes_dir() / dataset / "schema.yaml"
-    if not path.exists():
-        known = sorted(p.parent.name for p in recipes_dir().glob("*/schema.yaml"))
-        raise Llm4esError(f"no built-in schema for data set {dataset!r}; known: {known}")
-    return path
-
-
 def template_path(name: str) -> Path:
-    """A card template shipped in model_cards/ (installed with the package)."""
-    return Path(str(importlib.resources.files("llm4es_hf.model_cards"))) / name
+    """A card template shipped in the package (``llm4es_hf/templates/``)."""
+    return Path(str(importlib.resources.files("llm4es_hf") / "templates" / name))
 
 
 def is_hub_repo_id(name: str | Path) -> bool:

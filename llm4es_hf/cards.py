@@ -1,4 +1,4 @@
-"""Model cards rendered from model_cards/model_card.md with huggingface_hub's ModelCardData."""
+"""Model cards rendered from templates/model_card.md with huggingface_hub's ModelCardData."""
 
 from __future__ import annotations
 

@@ -232,7 +232,7 @@ def _mix(
 
 
 def write_dataset_card(folder: Path, schema: EventSchema, info: dict[str, Any]) -> None:
-    """Render model_cards/dataset_card.md into README.md, with the `configs` metadata for load_dataset."""
+    """Render templates/dataset_card.md into README.md, with the `configs` metadata for load_dataset."""
     configs = [
         {
             "config_name": name,

@@ -40,8 +40,8 @@ class QuickstartConfig:
     # "title, stars" per rating: 2.5x more history per token than date/title/genres/rating, and
     # frozen SmolLM2 gender ROC-AUC 0.73 instead of 0.60 at 512 tokens (benchmarks/quality_movielens.py)
     schema: str = field(
-        default="movielens/schema_compact.yaml",
-        metadata={"help": "MovieLens layout: an EventSchema under recipes/ or a path"},
+        default="movielens_compact",
+        metadata={"help": "MovieLens layout: a built-in schema name (movielens, movielens_compact) or a YAML file"},
     )
     max_tokens: int = field(
         default=256, metadata={"help": "tokens per viewer (most recent ratings) for corpus, training and embedding"}
@@ -74,7 +74,7 @@ def quickstart(config: QuickstartConfig) -> dict:
         CorpusConfig(
             output_dir=str(corpus_dir),
             source="movielens",
-            schema=str(schema if (schema := recipes_dir() / config.schema).exists() else config.schema),
+            schema=config.schema,
             max_tokens=config.max_tokens,
             tokenizer=config.model,
             split_label=config.target,

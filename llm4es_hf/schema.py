@@ -1,15 +1,16 @@
 """EventSchema: the single YAML description of an event data set.
 
-One schema per data set (``recipes/<dataset>/schema.yaml``) says which column is
-the user id, which is the event time and how to parse it, how each field is
-rendered for the LLM (its header and formatter, code -> description maps), which
-columns are labels and which must never be published.
+One schema per data set (the built-in ones ship as ``llm4es_hf/schemas/<name>.yaml`` and load
+by name) says which column is the user id, which is the event time and how to parse it, how each
+field is rendered for the LLM (its header and formatter, code -> description maps), which columns
+are labels and which must never be published.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import importlib.resources
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 import yaml
 
 from .errors import Llm4esError
+
+BUILTIN_SCHEMAS = importlib.resources.files("llm4es_hf") / "schemas"
 
 FIELD_KINDS = ("category", "number", "date", "text")
 NUMBER_FORMATS = ("round", "int", "log_amount")
@@ -274,11 +277,27 @@ def schema_from_dict(data: dict[str, Any], path: Path | None = None) -> EventSch
     return schema
 
 
-def load_schema(path: str | Path) -> EventSchema:
-    """Load and validate a schema YAML file."""
-    path = Path(path)
-    if not path.exists():
+def builtin_schemas() -> list[str]:
+    """Names of the schemas shipped in the package (``llm4es_hf/schemas/<name>.yaml``)."""
+    return sorted(Path(entry.name).stem for entry in BUILTIN_SCHEMAS.iterdir() if entry.name.endswith(".yaml"))
+
+
+def schema_path(name_or_path: str | Path) -> Path:
+    """The YAML file of a schema: a path as given, or a built-in name (``movielens``, ``rosbank``...)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.suffix in {".yaml", ".yml"} or len(path.parts) > 1 or path.is_dir():
         raise Llm4esError("schema file not found", file=path)
+    builtin = BUILTIN_SCHEMAS / f"{name_or_path}.yaml"
+    if builtin.is_file():
+        return Path(str(builtin))
+    raise Llm4esError(f"no built-in schema {str(name_or_path)!r}; built-in: {builtin_schemas()} (or pass a YAML file)")
+
+
+def load_schema(path: str | Path) -> EventSchema:
+    """Load and validate a schema: a YAML file, or the name of a built-in schema."""
+    path = schema_path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:

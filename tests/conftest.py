@@ -138,7 +138,6 @@ def movielens_index(tmp_path_factory, tiny_model) -> Path:
     quickstart's and the demo's), embedded by the tiny model (corpus texts cut to 120
     tiny-tokenizer tokens), with labels, schema and texts."""
     from llm4es_hf.artifacts import load_texts, save_embeddings
-    from llm4es_hf.assets import recipes_dir
     from llm4es_hf.corpus import CorpusConfig, build_corpus
     from llm4es_hf.embed import Embedder
     from llm4es_hf.search import build_index_from_files
@@ -148,7 +147,7 @@ def movielens_index(tmp_path_factory, tiny_model) -> Path:
         CorpusConfig(
             output_dir=str(root / "corpus"),
             source="movielens",
-            schema=str(recipes_dir() / "movielens" / "schema_compact.yaml"),
+            schema="movielens_compact",
             max_tokens=120,
             tokenizer=str(tiny_model),
         )

@@ -16,7 +16,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from llm4es_hf.assets import schema_path
 from llm4es_hf.cli import main as llm4es
 from llm4es_hf.enrich import (
     VARIANTS,
@@ -53,7 +52,7 @@ def llm4es_enrich(argv: list[str]) -> int:
 
 @pytest.fixture(scope="module")
 def movielens_schema():
-    return load_schema(schema_path("movielens"))
+    return load_schema("movielens")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +94,7 @@ def tiny_backend(tiny_generator) -> TransformersBackend:
 @pytest.mark.parametrize("dataset", SCHEMAS)
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_prompts_speak_the_data_sets_words(dataset, variant, tiny_backend):
-    schema = load_schema(schema_path(dataset))
+    schema = load_schema(dataset)
     text = "HEADER|A|B\n1, x, y\n2, z, w"
     messages = build_messages(text, variant, schema)
     assert [m["role"] for m in messages] == ["system", "user"]
@@ -348,7 +347,7 @@ def _serialized_folder(folder: Path, n_train: int, extra: list[str] | None = Non
     train = datasets.Dataset.from_dict({"user_id": list(range(len(texts))), "text": texts})
     test = datasets.Dataset.from_dict({"user_id": [1000], "text": ["test user"]})
     datasets.DatasetDict({"train": train, "test": test}).save_to_disk(str(folder))
-    save_schema(load_schema(schema_path("movielens")), folder / "schema.yaml")
+    save_schema(load_schema("movielens"), folder / "schema.yaml")
     return folder
 
 

@@ -7,9 +7,8 @@ import copy
 import pytest
 import yaml
 
-from llm4es_hf.assets import recipes_dir
 from llm4es_hf.errors import Llm4esError
-from llm4es_hf.schema import load_schema, save_schema, schema_from_dict
+from llm4es_hf.schema import builtin_schemas, load_schema, save_schema, schema_from_dict
 
 VALID = {
     "name": "shop",
@@ -24,11 +23,20 @@ VALID = {
 }
 
 
-@pytest.mark.parametrize("path", sorted(recipes_dir().glob("*/schema.yaml")), ids=lambda p: p.parent.name)
-def test_builtin_schemas_load(path):
-    schema = load_schema(path)
+@pytest.mark.parametrize("name", builtin_schemas())
+def test_builtin_schemas_load_by_name(name):
+    schema = load_schema(name)
     assert schema.fields[0].name == "event_time"
     assert schema.labels
+
+
+def test_builtin_schema_names_and_unknown_ones():
+    assert {"movielens", "movielens_compact", "rosbank", "gender", "age"} <= set(builtin_schemas())
+    with pytest.raises(Llm4esError, match=r"no built-in schema 'movielenz'.*movielens_compact"):
+        load_schema("movielenz")
+    with pytest.raises(Llm4esError, match="schema file not found") as err:
+        load_schema("missing/schema.yaml")
+    assert "missing/schema.yaml" in str(err.value)
 
 
 def test_valid_schema_and_defaults():
@@ -114,7 +122,7 @@ def test_codes_file_and_package_codes(tmp_path):
 
 
 def test_saved_schema_is_self_contained(tmp_path):
-    schema = load_schema(recipes_dir() / "rosbank" / "schema.yaml")
+    schema = load_schema("rosbank")
     save_schema(schema, tmp_path / "schema.yaml")
     again = load_schema(tmp_path / "schema.yaml")
     assert again.code_map(again.field("MCC")) == schema.code_map(schema.field("MCC"))

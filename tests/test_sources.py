@@ -58,11 +58,10 @@ def test_movielens_bundled():
 
 
 def test_movielens_compact_layout_fits_more_history():
-    from llm4es_hf.assets import recipes_dir
     from llm4es_hf.models import load_tokenizer
     from llm4es_hf.serialize import Serializer
 
-    compact = load_source("movielens", schema=recipes_dir() / "movielens" / "schema_compact.yaml")
+    compact = load_source("movielens", schema="movielens_compact")
     full = load_source("movielens")
     # date and genres are read and kept (the baselines use them), only the text leaves them out
     assert {"event_time", "genres"} <= set(compact.users.column_names)

@@ -62,7 +62,6 @@ def tiny_taste_corpus(folder: Path, *, n_users: int = 40, n_events: int = 24, se
     import datasets
     import numpy as np
 
-    from llm4es_hf.assets import recipes_dir
     from llm4es_hf.schema import load_schema, save_schema
 
     rng = np.random.default_rng(seed)
@@ -82,7 +81,7 @@ def tiny_taste_corpus(folder: Path, *, n_users: int = 40, n_events: int = 24, se
         )
     from llm4es_hf.serialize import Serializer
 
-    schema = load_schema(recipes_dir() / "movielens" / "schema_compact.yaml")
+    schema = load_schema("movielens_compact")
     users = Serializer(schema)(datasets.Dataset.from_list(rows))
     split = n_users - max(2, n_users // 10)
     splits = datasets.DatasetDict({"train": users.select(range(split)), "test": users.select(range(split, n_users))})

@@ -1,7 +1,7 @@
 """Sources: raw event files -> a users Dataset (one row per user, one list per field).
 
 ``load_source(name, ...)`` is the one entry point; each built-in data set is a
-schema (``recipes/<name>/schema.yaml``) plus a reader of its raw files.
+schema (``llm4es_hf/schemas/<name>.yaml``) plus a reader of its raw files.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from pathlib import Path
 import datasets
 import polars as pl
 
-from ..assets import schema_path
 from ..errors import Llm4esError
 from ..schema import EventSchema, load_schema
 from .bank import BANK_DATASETS, read_bank
@@ -32,7 +31,8 @@ class SourceConfig:
         default=None, metadata={"help": "raw file (csv/parquet) or folder (ml-1m, rosbank, gender, age)"}
     )
     schema: str | None = field(
-        default=None, metadata={"help": "EventSchema YAML (required for csv/parquet; overrides built-in ones)"}
+        default=None,
+        metadata={"help": "EventSchema YAML or built-in name, e.g. movielens_compact (required for csv/parquet)"},
     )
     labels: str | None = field(default=None, metadata={"help": "csv/parquet: a user table with the label columns"})
     synthetic_users: int = field(default=1000, metadata={"help": "synthetic: number of users"})
@@ -97,7 +97,7 @@ def load_source(
     elif name in ("csv", "parquet"):
         raise Llm4esError(f"source {name!r} needs --schema FILE describing the columns", key="schema")
     else:
-        event_schema = load_schema(schema_path("rosbank" if name == "synthetic" else name))
+        event_schema = load_schema("rosbank" if name == "synthetic" else name)
     report = SourceReport(source=name)
     events, label_frame = _read(name, event_schema, input, labels, synthetic_users, synthetic_events_per_user, seed)
     if "__file" in events.columns:
