@@ -127,7 +127,7 @@ def ours(
             lr_scheduler_type="constant",
             warmup_steps=0,
             bf16=bf16,
-            gradient_checkpointing=False,
+            activation_checkpointing=False,
             packing=packing,
             max_length=max(len(r) for r in dataset["input_ids"]),
             report_to="none",

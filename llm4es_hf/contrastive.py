@@ -29,13 +29,14 @@ from sentence_transformers import SentenceTransformerTrainingArguments
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
 from .assets import resolve_model
+from .cards import write_model_card
 from .embed import default_layer_start, export_sentence_transformer
 from .errors import Llm4esError
 from .hardware import training_precision
 from .models import load_tokenizer, quiet_transformers
 from .schema import load_schema
 from .serialize import Serializer
-from .train import ThroughputCallback, _plain, check_lora_targets
+from .train import ThroughputCallback, check_lora_targets, training_hyperparameters
 
 LOSSES = ("mnrl", "cached_mnrl")
 
@@ -328,7 +329,9 @@ def run_contrastive(script_args: ContrastiveScriptArguments, training_args: Any,
             f"scale {script_args.scale}; precision {'bf16' if training_args.bf16 else 'fp32'}; "
             f"{'LoRA' if peft_config is not None else 'full'} fine-tuning"
         )
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    # The caller publishes once, at the end (cli/contrastive.py); the Trainer's own push would not
+    # carry the card and the serialization settings.
+    training_args.push_to_hub = False
     throughput = ThroughputCallback()
     trainer = SentenceTransformerTrainer(
         model=model, args=training_args, train_dataset=pairs, loss=loss, callbacks=[throughput]
@@ -367,18 +370,7 @@ def run_contrastive(script_args: ContrastiveScriptArguments, training_args: Any,
     if state.is_main_process:
         save_contrastive_model(model, resolved, output_dir, script_args, merge_lora=peft_config is not None)
         (output_dir / "llm4es_training.json").write_text(json.dumps(info, indent=2, default=str))
-        from .cards import write_model_card
-
         write_model_card(output_dir, info)
-        if push_to_hub:
-            from .hub import push_model
-
-            push_model(
-                output_dir,
-                training_args.hub_model_id or output_dir.name,
-                revision=getattr(training_args, "hub_revision", None),
-                private=training_args.hub_private_repo is not False,
-            )
     state.wait_for_everyone()
     return info
 
@@ -415,27 +407,12 @@ def save_contrastive_model(
 
 
 def _hyperparameters(training_args: Any, model_args: Any, script_args: ContrastiveScriptArguments) -> dict[str, Any]:
-    keys = [
-        "learning_rate",
-        "num_train_epochs",
-        "max_steps",
-        "per_device_train_batch_size",
-        "gradient_accumulation_steps",
-        "lr_scheduler_type",
-        "warmup_steps",
-        "weight_decay",
-        "max_grad_norm",
-        "bf16",
-        "seed",
-    ]
-    out = {k: getattr(training_args, k, None) for k in keys}
-    out.update(use_peft=model_args.use_peft, loss=script_args.loss, scale=script_args.scale)
-    out.update(slice_events=f"{script_args.min_events}-{script_args.max_events}", rounds=script_args.rounds)
-    out.update(max_slice_tokens=script_args.max_slice_tokens)
-    if model_args.use_peft:
-        out.update(
-            lora_r=model_args.lora_r,
-            lora_alpha=model_args.lora_alpha,
-            lora_target_modules=model_args.lora_target_modules,
-        )
-    return {k: _plain(v) for k, v in out.items()}
+    return training_hyperparameters(
+        training_args,
+        model_args,
+        loss=script_args.loss,
+        scale=script_args.scale,
+        slice_events=f"{script_args.min_events}-{script_args.max_events}",
+        rounds=script_args.rounds,
+        max_slice_tokens=script_args.max_slice_tokens,
+    )

@@ -374,39 +374,42 @@ def save_trained_model(trainer: Any, output_dir: Path, *, merge_lora: bool) -> N
         trainer.processing_class.save_pretrained(str(output_dir))
 
 
-def _hyperparameters(training_args: Any, model_args: Any, script_args: SFTScriptArguments) -> dict[str, Any]:
-    keys = [
-        "learning_rate",
-        "num_train_epochs",
-        "max_steps",
-        "per_device_train_batch_size",
-        "gradient_accumulation_steps",
-        "lr_scheduler_type",
-        "warmup_steps",
-        "weight_decay",
-        "adam_beta1",
-        "adam_beta2",
-        "adam_epsilon",
-        "max_grad_norm",
-        "max_length",
-        "packing",
-        "padding_free",
-        "bf16",
-        "fp16",
-        "gradient_checkpointing",
-        "fused_lm_head",
-        "seed",
-    ]
-    out = {k: getattr(training_args, k, None) for k in keys}
-    out.update(use_peft=model_args.use_peft, truncation_side=script_args.truncation_side)
+TRAINING_KEYS = (
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "max_grad_norm",
+    "bf16",
+    "fp16",
+    "activation_checkpointing",
+    "seed",
+)
+
+
+def training_hyperparameters(training_args: Any, model_args: Any, **extra: Any) -> dict[str, Any]:
+    """The hyperparameters a model card and llm4es_training.json report, for any of our trainers:
+    the optimizer's, LoRA's when used, and the objective's own (``extra``)."""
+    out = {k: getattr(training_args, k, None) for k in TRAINING_KEYS}
+    out.update(use_peft=model_args.use_peft, **extra)
     if model_args.use_peft:
-        out.update(
-            lora_r=model_args.lora_r,
-            lora_alpha=model_args.lora_alpha,
-            lora_target_modules=model_args.lora_target_modules,
-            merge_lora=script_args.merge_lora,
-        )
+        out.update(lora_r=model_args.lora_r, lora_alpha=model_args.lora_alpha)
+        out.update(lora_target_modules=model_args.lora_target_modules)
     return {k: _plain(v) for k, v in out.items()}
+
+
+def _hyperparameters(training_args: Any, model_args: Any, script_args: SFTScriptArguments) -> dict[str, Any]:
+    sft = {k: getattr(training_args, k, None) for k in ("max_length", "packing", "padding_free", "fused_lm_head")}
+    merge = {"merge_lora": script_args.merge_lora} if model_args.use_peft else {}
+    sft.update(truncation_side=script_args.truncation_side, **merge)
+    return training_hyperparameters(training_args, model_args, **sft)
 
 
 def _plain(value: Any) -> Any:

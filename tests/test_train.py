@@ -29,7 +29,7 @@ spec.loader.exec_module(sft_recipe)
 FAST = [
     "--bf16",
     "false",
-    "--gradient_checkpointing",
+    "--activation_checkpointing",
     "false",
     "--report_to",
     "none",

@@ -17,6 +17,7 @@ from trl import ModelConfig
 from ..config import parse_config
 from ..contrastive import ContrastiveScriptArguments, LLM4ESContrastiveConfig, run_contrastive
 from .corpus import ensure_corpus
+from .sft import publish_trained_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,5 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
     )
     ensure_corpus(script_args.corpus, script_args.corpus_recipe)
-    run_contrastive(script_args, training_args, model_args)
+    push = training_args.push_to_hub
+    info = run_contrastive(script_args, training_args, model_args)
+    if push:
+        publish_trained_model(training_args, info)
     return 0

@@ -15,6 +15,7 @@ recipe < command line. Unknown YAML keys are errors. A missing corpus is built f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from accelerate import PartialState
 from trl import ModelConfig
@@ -33,14 +34,21 @@ def main(argv: list[str] | None = None) -> int:
     ensure_corpus(script_args.corpus, script_args.corpus_recipe, script_args.corpus_config)
     push = training_args.push_to_hub
     info = run_sft(script_args, training_args, model_args)
-    if push and PartialState().is_main_process:
-        output_dir = Path(training_args.output_dir)
-        repo_id = training_args.hub_model_id or output_dir.name
-        write_model_card(output_dir, info, repo_id=repo_id)
-        push_model(
-            output_dir,
-            repo_id,
-            revision=training_args.hub_revision,
-            private=training_args.hub_private_repo is not False,
-        )
+    if push:
+        publish_trained_model(training_args, info)
     return 0
+
+
+def publish_trained_model(training_args: Any, info: dict[str, Any]) -> None:
+    """Push a trained model folder once, from the main process, with its card naming the repo."""
+    if not PartialState().is_main_process:
+        return
+    output_dir = Path(training_args.output_dir)
+    repo_id = training_args.hub_model_id or output_dir.name
+    write_model_card(output_dir, info, repo_id=repo_id)
+    push_model(
+        output_dir,
+        repo_id,
+        revision=getattr(training_args, "hub_revision", None),
+        private=training_args.hub_private_repo is not False,
+    )
