@@ -43,7 +43,7 @@ from .artifacts import (
     write_shards_manifest,
 )
 from .errors import Llm4esError
-from .hardware import pick_dtype
+from .hardware import pick_dtype, process_state
 from .models import load_model, load_tokenizer
 from .schema import EventSchema
 from .serialize import Serializer
@@ -365,10 +365,9 @@ def embed_dataset(
     Each process takes a contiguous slice of the rows; slices are gathered in rank order, so
     no row is lost or repeated. Other processes return None.
     """
-    from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    state = PartialState()
+    state = process_state()
     with state.split_between_processes(list(range(len(texts)))) as indices:
         local = embedder.encode(
             texts.select(indices)[text_column] if indices else [], batch_size=batch_size, progress=state.is_main_process

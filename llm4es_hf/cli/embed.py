@@ -30,6 +30,7 @@ from ..embed import (
     start_shard_folder,
 )
 from ..errors import Llm4esError
+from ..hardware import process_state
 
 
 @dataclass
@@ -79,7 +80,7 @@ def main(argv: list[str]) -> int:
     sharded = not config.output.endswith(".parquet")
     if config.num_shards is not None and not sharded:
         raise Llm4esError("--num-shards writes a folder of shards: give a folder as --output", key="output")
-    state = PartialState()
+    state = process_state()
     saved = embedding_settings(config.model)  # what the model was exported with, if it was
     embedder = Embedder(
         config.model,
@@ -103,7 +104,8 @@ def main(argv: list[str]) -> int:
     embeddings = embed_dataset(embedder, texts, batch_size=config.batch_size)
     if state.is_main_process:
         save_embeddings(config.output, texts["user_id"], embeddings, extra={"split": texts["split"]})
-        print(f"{len(texts):,} users x {embeddings.shape[1]} dims ({settings}) -> {config.output}")
+        processes = f"; {state.num_processes} processes" if state.num_processes > 1 else ""
+        print(f"{len(texts):,} users x {embeddings.shape[1]} dims ({settings}{processes}) -> {config.output}")
     return 0
 
 
