@@ -177,7 +177,7 @@ class SplitTexts:
                 if low < high:
                     parts.append(pl.scan_parquet(path).select(TEXT_COLUMNS).slice(low, high - low).collect())
                 offset += rows
-            frame = pl.concat(parts) if parts else pl.DataFrame({"user_id": [], "text": []}, schema=pl.Utf8)
+            frame = pl.concat(parts) if parts else pl.DataFrame(schema=dict.fromkeys(TEXT_COLUMNS, pl.Utf8))
         table = frame.select(pl.col("user_id").cast(pl.Utf8), pl.col("text").cast(pl.Utf8)).to_arrow()
         return table.cast(pa.schema([(column, pa.large_string()) for column in TEXT_COLUMNS]))
 

@@ -483,6 +483,8 @@ def start_shard_folder(folder: Path, manifest: dict[str, Any]) -> set[str]:
     """Start a sharded output folder, or resume it if its manifest is this run's: (main process only)
     writes the manifest into a new or empty folder, refuses a folder of another run or of other
     files, removes what killed writers left; the shards already finished."""
+    if folder.exists() and not folder.is_dir():
+        raise Llm4esError("exists and is not a folder; give a folder (or X.parquet for one file)", file=folder)
     if read_shards_manifest(folder) is None:
         present = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
         if present:

@@ -163,6 +163,8 @@ def test_a_folder_of_another_run_is_refused_and_left_as_it_is(tmp_path, tiny_mod
     with pytest.raises(Llm4esError, match="no manifest.json"):
         embed_cli.main(["--model", str(tiny_model), "--corpus", str(corpus), "--output", str(stranger)])
     assert [path.name for path in stranger.iterdir()] == ["notes.txt"]
+    with pytest.raises(Llm4esError, match="is not a folder"):
+        embed_cli.main(["--model", str(tiny_model), "--corpus", str(corpus), "--output", str(stranger / "notes.txt")])
 
 
 class FakeState:
