@@ -270,3 +270,15 @@ def test_index_and_evaluate_read_the_sharded_folder(tmp_path, tiny_model, corpus
     argv = ["evaluate", "--embeddings", str(out), "--labels", str(labels), "--target", "flag"]
     assert main([*argv, "--models", "logreg", "--folds", "3", "--n-jobs", "1"]) == 0
     assert "| emb | logreg |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_benchmark_kill_and_rerun_is_exact(tmp_path):
+    """benchmarks/scale.py's embed_resume_exact at a small size: real processes, a real SIGKILL."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _embed_resume import embed_resume_part
+
+    result = embed_resume_part(tmp_path, users=300, shards=3, seed=1)
+    assert result["embed_resume_exact"] is True, result
+    assert result["embed_resume_shards"] == 6 and result["embed_resume_shards_before_kill"] >= 1
+    assert result["embed_resume_shards_skipped_by_rerun"] == result["embed_resume_shards_before_kill"]
