@@ -489,7 +489,8 @@ def start_shard_folder(folder: Path, manifest: dict[str, Any]) -> set[str]:
         present = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
         if present:
             raise Llm4esError(
-                f"the output folder holds {len(present)} files ({', '.join(present[:3])}...) but no {SHARDS_MANIFEST}: "
+                f"the output folder holds {len(present)} files ({', '.join(present[:3])}"
+                f"{', ...' if len(present) > 3 else ''}) but no {SHARDS_MANIFEST}: "
                 "not a folder this command started; give a new or empty --output folder",
                 file=folder,
             )

@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
     missing = [name for name in ("model", "corpus", "output") if not getattr(config, name)]
     if missing:
         raise Llm4esError(f"--{missing[0]} is required", key=missing[0])
-    sharded = not config.output.endswith(".parquet")
+    sharded = Path(config.output).suffix.lower() != ".parquet"
     if config.num_shards is not None and not sharded:
         raise Llm4esError("--num-shards writes a folder of shards: give a folder as --output", key="output")
     state = process_state()
