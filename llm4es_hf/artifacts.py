@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,6 @@ EMBEDDING_SETTINGS = "llm4es_embedding.json"
 SERIALIZATION_SETTINGS = "llm4es_serialization.json"
 SERIALIZATION_KEYS = ("format", "max_events", "max_tokens", "tokenizer")
 SHARDS_MANIFEST = "manifest.json"
-SHARD_NAME = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
 TEMPORARY_SUFFIX = ".tmp"
 
 Matrix = np.ndarray | sp.spmatrix
