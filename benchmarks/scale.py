@@ -21,8 +21,12 @@ be absorbed by the retries, persistent ones must fail with a message naming the 
 cleanly. ``faults_clean`` is true when, for every fault, the published files equal the clean
 run's, no commit ever showed a partial publication, and no file was committed twice.
 
-The serialize_* and embed_resume_exact keys belong to parts of the issue not built here (streaming
-sources, sharded resumable embedding): they are null.
+Embedding resume (benchmarks/_embed_resume.py): `llm4es embed --output FOLDER` on ``--embed-users``
+synthetic users with a tiny model, killed with SIGKILL at a random point after its first shard,
+then rerun. ``embed_resume_exact`` is true when every user is there exactly once, the vectors equal
+an uninterrupted run's bit for bit, and no shard finished before the kill was redone.
+
+The serialize_* keys belong to a part of the issue not built here (streaming sources): they are null.
 """
 
 from __future__ import annotations
@@ -166,6 +170,10 @@ def main() -> None:
     parser.add_argument("--kind", default="auto", help="index kind (auto: ivf above 250k users; ivf to force it)")
     parser.add_argument("--skip-index", action="store_true")
     parser.add_argument("--skip-faults", action="store_true")
+    parser.add_argument("--embed-users", type=int, default=3_000, help="users of the embedding-resume check")
+    parser.add_argument("--embed-shards", type=int, default=8, help="shards per split in the embedding-resume check")
+    parser.add_argument("--embed-seed", type=int, default=None, help="kill point seed (default: drawn, printed)")
+    parser.add_argument("--skip-embed", action="store_true")
     args = parser.parse_args()
 
     print(f"hardware: {describe()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; load {os.getloadavg()}")
@@ -175,7 +183,7 @@ def main() -> None:
         "serialize_events": None,  # streaming sources: not built on this branch
         "serialize_peak_rss_mb": None,
         "serialize_events_per_s": None,
-        "embed_resume_exact": None,  # sharded resumable embedding: not built on this branch
+        "embed_resume_exact": None,
     }
     with tempfile.TemporaryDirectory(prefix="llm4es-scale-") as tmp:
         if not args.skip_index:
@@ -184,6 +192,11 @@ def main() -> None:
             from _faults import fault_matrix
 
             fields.update(fault_matrix(Path(tmp) / "faults"))
+        if not args.skip_embed:
+            from _embed_resume import embed_resume_part
+
+            (Path(tmp) / "embed").mkdir()
+            fields.update(embed_resume_part(Path(tmp) / "embed", args.embed_users, args.embed_shards, args.embed_seed))
     fields["peak_rss_mb"] = round(peak_rss_mb())
     fields["load_average"] = [round(x, 1) for x in os.getloadavg()]
     report(**fields)

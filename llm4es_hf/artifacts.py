@@ -6,7 +6,9 @@
   per user, one list per event field), ``schema.yaml`` and ``corpus_summary.json``;
 - labels: from a corpus folder or a user table (``load_labels``);
 - embeddings: Parquet with ``user_id`` and an ``embedding`` list column (``save_embeddings``,
-  ``load_embeddings``; the authors' wide ``emb_*`` columns are read too);
+  ``load_embeddings``; the authors' wide ``emb_*`` columns are read too), or a folder of such
+  shards ``<split>-0000k-of-0000N.parquet`` with a ``manifest.json`` (``write_embedding_shard``),
+  each written under a temporary name and renamed, so a killed run leaves only whole files;
 - model folders: ``llm4es_embedding.json`` (pooling) and ``llm4es_serialization.json`` +
   ``schema.yaml`` (how raw events became the texts the model was trained on);
 - index folders: INDEX_FILES.
@@ -15,7 +17,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,8 @@ INDEX_FILES = ("index.faiss", "users.parquet", "projection.npz", "index.json")
 EMBEDDING_SETTINGS = "llm4es_embedding.json"
 SERIALIZATION_SETTINGS = "llm4es_serialization.json"
 SERIALIZATION_KEYS = ("format", "max_events", "max_tokens", "tokenizer")
+SHARDS_MANIFEST = "manifest.json"
+TEMPORARY_SUFFIX = ".tmp"
 
 Matrix = np.ndarray | sp.spmatrix
 
@@ -121,37 +126,137 @@ def load_corpus_config(path_or_repo: str | Path, config: str) -> datasets.Datase
     config)`` on a *different* folder of the same name with the same file names returned the rows
     cached for the first one (seen with two corpora both called ``corpus``).
     """
-    folder = Path(path_or_repo)
-    if (folder / config).is_dir():
-        files: dict[str, list[Path]] = {}
-        for path in sorted((folder / config).glob("*.parquet")):
-            files.setdefault(path.name.split("-")[0], []).append(path)
-        if files:
-            return datasets.DatasetDict(
-                {
-                    split: datasets.Dataset(pa.concat_tables([pq.read_table(p) for p in paths]))
-                    for split, paths in files.items()
-                }
-            )
+    files = config_files(path_or_repo, config)
+    if files:
+        return datasets.DatasetDict(
+            {
+                split: datasets.Dataset(pa.concat_tables([pq.read_table(p) for p in paths]))
+                for split, paths in files.items()
+            }
+        )
     try:
         return datasets.load_dataset(str(path_or_repo), config)
     except (FileNotFoundError, ValueError, OSError) as err:
         raise Llm4esError(f"cannot load corpus {str(path_or_repo)!r} config {config!r}: {err}", key="corpus") from err
 
 
+def config_files(path_or_repo: str | Path, config: str) -> dict[str, list[Path]]:
+    """The Parquet files of one config of a local corpus folder, by split (``<split>-*.parquet``,
+    sorted); {} for a Hub id or a folder without them."""
+    files: dict[str, list[Path]] = {}
+    for path in sorted((Path(path_or_repo) / config).glob("*.parquet")):
+        files.setdefault(path.name.split("-")[0], []).append(path)
+    return files
+
+
+TEXT_COLUMNS = ("user_id", "text")
+
+
+@dataclass(eq=False)
+class SplitTexts:
+    """One split of a corpus config's plain texts, read a row range at a time: from the local
+    Parquet files (only the row groups a range needs), else from a loaded Dataset (a Hub corpus)."""
+
+    split: str
+    rows: int
+    files: list[Path] = field(default_factory=list)
+    file_rows: list[int] = field(default_factory=list)
+    dataset: datasets.Dataset | None = None
+
+    def read(self, start: int = 0, stop: int | None = None) -> pa.Table:
+        """Rows ``[start, stop)`` as an Arrow table of ``user_id`` (as strings) and ``text``."""
+        stop = self.rows if stop is None else stop
+        if self.dataset is not None:
+            frame = pl.from_arrow(self.dataset.select_columns(list(TEXT_COLUMNS)).with_format("arrow")[start:stop])
+        else:
+            parts, offset = [], 0
+            for path, rows in zip(self.files, self.file_rows, strict=True):
+                low, high = max(start - offset, 0), min(stop - offset, rows)
+                if low < high:
+                    parts.append(pl.scan_parquet(path).select(TEXT_COLUMNS).slice(low, high - low).collect())
+                offset += rows
+            frame = pl.concat(parts) if parts else pl.DataFrame(schema=dict.fromkeys(TEXT_COLUMNS, pl.Utf8))
+        table = frame.select(pl.col("user_id").cast(pl.Utf8), pl.col("text").cast(pl.Utf8)).to_arrow()
+        return table.cast(pa.schema([(column, pa.large_string()) for column in TEXT_COLUMNS]))
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies these rows: each file's name, size and row count (or the Dataset's fingerprint)."""
+        if self.dataset is not None:
+            return {"split": self.split, "rows": self.rows, "fingerprint": self.dataset._fingerprint}
+        return {
+            "split": self.split,
+            "rows": self.rows,
+            "files": [
+                {"name": f"{path.parent.name}/{path.name}", "bytes": path.stat().st_size, "rows": rows}
+                for path, rows in zip(self.files, self.file_rows, strict=True)
+            ],
+        }
+
+
+def corpus_text_splits(
+    corpus: str, config: str = "serialized", splits: Sequence[str] | None = None
+) -> list[SplitTexts]:
+    """The requested splits (default: all) of a corpus' plain texts, each checked for ``user_id`` and
+    ``text`` columns (every file of a local corpus, from its Parquet footer, before any row is read)."""
+    files = config_files(corpus, config)
+    loaded = None if files else load_corpus_config(corpus, config)
+    available = list(files or loaded)
+    out = []
+    for split in splits or available:
+        if split not in available:
+            raise Llm4esError(f"corpus has no split {split!r}; it has {available}", key="splits")
+        if loaded is not None:
+            ds = loaded[split]
+            for column in TEXT_COLUMNS:
+                if column not in ds.column_names:
+                    raise Llm4esError(f"corpus split {split!r} has no {column!r} column", file=corpus, column=column)
+            out.append(SplitTexts(split, len(ds), dataset=ds))
+            continue
+        first = None
+        for path in files[split]:
+            schema = pq.read_schema(path)
+            for column in TEXT_COLUMNS:
+                if column not in schema.names:
+                    raise Llm4esError(f"no {column!r} column; the file has {schema.names}", file=path, column=column)
+            types = {column: str(schema.field(column).type) for column in TEXT_COLUMNS}
+            if first is not None and types != first[1]:
+                raise Llm4esError(
+                    f"column types {types} differ from {first[1]} in {first[0].name}, the split's first file",
+                    file=path,
+                )
+            first = first or (path, types)
+        rows = [pq.ParquetFile(path).metadata.num_rows for path in files[split]]
+        out.append(SplitTexts(split, sum(rows), files=files[split], file_rows=rows))
+    return out
+
+
 def load_texts(corpus: str, config: str = "serialized", splits: Sequence[str] | None = None) -> datasets.Dataset:
     """The plain texts of a corpus (folder or Hub id), all requested splits, with a `split` column."""
-    loaded = load_corpus_config(corpus, config)
-    parts = []
-    for split in splits or list(loaded):
-        if split not in loaded:
-            raise Llm4esError(f"corpus has no split {split!r}; it has {list(loaded)}", key="splits")
-        ds = loaded[split]
-        for column in ("user_id", "text"):
-            if column not in ds.column_names:
-                raise Llm4esError(f"corpus split {split!r} has no {column!r} column", file=corpus, column=column)
-        parts.append(ds.select_columns(["user_id", "text"]).add_column("split", [split] * len(ds)))
-    return datasets.concatenate_datasets(parts)
+    tables = []
+    for part in corpus_text_splits(corpus, config, splits):
+        table = part.read()
+        tables.append(table.append_column("split", pa.array([part.split] * len(table), pa.large_string())))
+    return datasets.Dataset(pa.concat_tables(tables))
+
+
+def embeddings_table(
+    user_ids: Sequence[str], embeddings: np.ndarray, extra: dict[str, Sequence[Any]] | None = None
+) -> pa.Table:
+    """``user_id`` (string), the ``extra`` string columns and ``embedding`` (fixed-size float32 list)."""
+    features = datasets.Features(
+        {
+            "user_id": datasets.Value("string"),
+            **{k: datasets.Value("string") for k in (extra or {})},
+            "embedding": datasets.List(datasets.Value("float32"), length=embeddings.shape[1]),
+        }
+    )
+    flat = pa.array(np.ascontiguousarray(embeddings, dtype=np.float32).ravel())
+    columns = {
+        "user_id": pa.array([str(u) for u in user_ids], pa.string()),
+        **{k: pa.array([str(v) for v in values], pa.string()) for k, values in (extra or {}).items()},
+        "embedding": pa.FixedSizeListArray.from_arrays(flat, embeddings.shape[1]),
+    }
+    return pa.table(columns, schema=features.arrow_schema)
 
 
 def save_embeddings(
@@ -160,22 +265,111 @@ def save_embeddings(
     """Write ``user_id`` + ``embedding`` as Parquet, and the same as a datasets folder beside it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = {
-        "user_id": [str(u) for u in user_ids],
-        **(extra or {}),
-        "embedding": [row for row in embeddings.astype(np.float32)],
-    }
-    features = datasets.Features(
-        {
-            "user_id": datasets.Value("string"),
-            **{k: datasets.Value("string") for k in (extra or {})},
-            "embedding": datasets.List(datasets.Value("float32"), length=embeddings.shape[1]),
-        }
-    )
-    ds = datasets.Dataset.from_dict(columns, features=features)
+    ds = datasets.Dataset(embeddings_table(user_ids, embeddings, extra))
     ds.to_parquet(str(path))
     ds.save_to_disk(str(path.with_suffix("")) + "_dataset")
     return ds
+
+
+# ----- sharded embeddings -----
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    """``<split>-0000k-of-0000N.parquet``, the corpus shards' naming (and the Hub's split pattern)."""
+    return f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write through a temporary name beside ``path``, flush it to disk, then rename: a reader, or a
+    rerun after ``kill -9``, sees the whole file or no file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
+    try:
+        write(temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def remove_temporary_files(folder: Path) -> list[Path]:
+    """Delete what killed writers left (``.<name>.<pid>.tmp``); the files removed."""
+    stale = sorted(folder.glob(f".*{TEMPORARY_SUFFIX}"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def write_embedding_shard(path: Path, user_ids: Sequence[str], embeddings: np.ndarray, split: str) -> Path:
+    """One shard of a sharded embeddings folder (the columns of ``save_embeddings``), atomically."""
+    table = embeddings_table(user_ids, embeddings, {"split": [split] * len(user_ids)})
+    return write_atomically(path, lambda temporary: pq.write_table(table, temporary))
+
+
+def read_shards_manifest(folder: Path) -> dict[str, Any] | None:
+    """The ``manifest.json`` of a sharded embeddings folder, None when there is none."""
+    path = folder / SHARDS_MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise Llm4esError(f"not valid JSON: {err}", file=path) from err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
+        raise Llm4esError("not a sharded embeddings manifest (no shards list)", file=path, key="shards")
+    return manifest
+
+
+def write_shards_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(manifest, indent=2)
+    return write_atomically(folder / SHARDS_MANIFEST, lambda temporary: temporary.write_text(text))
+
+
+def finished_shards(folder: Path, shards: Sequence[dict[str, Any]]) -> set[str]:
+    """Names of the manifest's shards already written (a shard exists whole or not at all). Fails on
+    a Parquet file the manifest does not list, or a shard whose row count is not the planned one."""
+    planned = {shard["name"]: shard for shard in shards}
+    done = set()
+    for path in sorted(folder.glob("*.parquet")):
+        shard = planned.get(path.name)
+        if shard is None:
+            raise Llm4esError(
+                f"a Parquet file that {SHARDS_MANIFEST} does not list: not a shard of this run; move it elsewhere",
+                file=path,
+            )
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except (pa.ArrowException, OSError) as err:
+            raise Llm4esError(f"cannot read as Parquet: {err}", file=path) from err
+        if rows != shard["stop"] - shard["start"]:
+            raise Llm4esError(
+                f"{rows} rows, but {SHARDS_MANIFEST} plans {shard['stop'] - shard['start']} for this shard", file=path
+            )
+        done.add(path.name)
+    return done
+
+
+def embedding_files(folder: Path) -> list[Path]:
+    """The Parquet files of a sharded embeddings folder in order: the manifest's shards (all of them
+    written, else an error saying how to finish), or every ``*.parquet`` by name without a manifest."""
+    manifest = read_shards_manifest(folder)
+    if manifest is None:
+        paths = sorted(folder.glob("*.parquet"))
+        if not paths:
+            raise Llm4esError("the folder holds no Parquet files (embeddings)", file=folder)
+        return paths
+    names = [shard["name"] for shard in manifest["shards"]]
+    done = finished_shards(folder, manifest["shards"])
+    missing = [name for name in names if name not in done]
+    if missing:
+        raise Llm4esError(
+            f"{len(missing)} of {len(names)} shards are not written yet (first: {missing[0]}): the run was "
+            "stopped or is still going; finish it by rerunning the same `llm4es embed` command",
+            file=folder,
+        )
+    return [folder / name for name in names]
 
 
 def corpus_serialization_settings(corpus: Path) -> dict[str, Any]:
@@ -192,21 +386,76 @@ def corpus_serialization_settings(corpus: Path) -> dict[str, Any]:
 
 def load_embeddings(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read ``(user_ids, matrix)`` from a Parquet with ``user_id`` and an ``embedding`` list column
-    (or wide ``emb_*`` columns, as the authors' code writes). Ids become strings, values float32.
+    (or wide ``emb_*`` columns, as the authors' code writes), or from a folder of such shards
+    (``llm4es embed --output FOLDER``: all of its manifest's shards, in order). Ids become strings,
+    values float32.
 
-    Fails, naming the file and column, on a missing column, ragged vectors, null or
-    duplicate user ids, and NaN or infinite values.
+    Fails, naming the file and column, on a missing column, ragged vectors, null or duplicate user
+    ids (across shards too), NaN or infinite values, a shard whose schema differs from the first's,
+    and a sharded folder whose run has not finished.
     """
     path = Path(path)
     if not path.exists():
         raise Llm4esError("embeddings file not found", file=path)
+    paths = embedding_files(path) if path.is_dir() else [path]
+    ids, matrices, files, first_schema = [], [], [], None
+    for part in paths:
+        try:
+            schema = pq.read_schema(part).remove_metadata()
+        except (pa.ArrowException, OSError) as err:
+            raise Llm4esError(f"cannot read as Parquet: {err}", file=part) from err
+        if first_schema is not None and not schema.equals(first_schema):
+            raise Llm4esError(
+                f"schema differs from {paths[0].name}'s: {_schema_difference(first_schema, schema)}", file=part
+            )
+        first_schema = first_schema or schema
+        part_ids, matrix = _read_embedding_file(part, allow_empty=len(paths) > 1)
+        if matrices and len(matrix) and matrix.shape[1] != matrices[0].shape[1]:
+            raise Llm4esError(
+                f"embeddings of {matrix.shape[1]} dims, but {paths[0].name}'s have {matrices[0].shape[1]}",
+                file=part,
+                column="embedding",
+            )
+        ids.append(part_ids)
+        matrices.append(matrix)
+        files.append(pl.Series([part.name] * len(part_ids), dtype=pl.Utf8))
+    user_ids, file_names = pl.concat(ids), pl.concat(files)
+    if len(user_ids) == 0:
+        raise Llm4esError("the embeddings have no rows", file=path)
+    duplicated = user_ids.is_duplicated()
+    if duplicated.any():
+        first = int(duplicated.arg_max())
+        where = sorted(set(file_names.filter(user_ids == user_ids[first]).to_list()))
+        raise Llm4esError(
+            f"user id {user_ids[first]!r} appears more than once ({int(duplicated.sum())} rows with repeated ids; "
+            f"in {', '.join(where)})",
+            file=path,
+            row=first if len(paths) == 1 else None,
+            column="user_id",
+        )
+    return user_ids.to_numpy().astype(str), np.concatenate(matrices)
+
+
+def _schema_difference(first: pa.Schema, other: pa.Schema) -> str:
+    """The first column that differs between two Parquet schemas, in words."""
+    for name in first.names:
+        if name not in other.names:
+            return f"no {name!r} column"
+        if first.field(name).type != other.field(name).type:
+            return f"column {name!r} is {other.field(name).type}, not {first.field(name).type}"
+    extra = [name for name in other.names if name not in first.names]
+    return f"extra columns {extra}" if extra else f"column order {other.names}, not {first.names}"
+
+
+def _read_embedding_file(path: Path, *, allow_empty: bool = False) -> tuple[pl.Series, np.ndarray]:
+    """One embeddings Parquet file, checked (see ``load_embeddings``); ids as a string Series."""
     try:
         frame = pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError) as err:
         raise Llm4esError(f"cannot read as Parquet: {err}", file=path) from err
     if "user_id" not in frame.columns:
         raise Llm4esError(f"no user_id column; the file has {frame.columns}", file=path, column="user_id")
-    if len(frame) == 0:
+    if len(frame) == 0 and not allow_empty:
         raise Llm4esError("the embeddings file has no rows", file=path)
     if "embedding" in frame.columns:
         matrix, names = _list_column(frame["embedding"], path)
@@ -223,26 +472,20 @@ def load_embeddings(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     ids = frame["user_id"].cast(pl.Utf8)
     if ids.null_count():
         raise Llm4esError("missing user id", file=path, row=int(ids.is_null().arg_max()), column="user_id")
-    duplicated = ids.is_duplicated()
-    if duplicated.any():
-        first = int(duplicated.arg_max())
-        raise Llm4esError(
-            f"user id {ids[first]!r} appears more than once ({int(duplicated.sum())} rows with repeated ids)",
-            file=path,
-            row=first,
-            column="user_id",
-        )
     matrix = matrix.astype(np.float32)
     check_finite(matrix, str(path), names)
-    return ids.to_numpy().astype(str), matrix
+    return ids, matrix
 
 
 def _list_column(column: pl.Series, path: Path) -> tuple[np.ndarray, list[str]]:
     """A list/array column of equal-length numeric vectors as a 2-D array (nulls become NaN)."""
+    width = column.dtype.size if isinstance(column.dtype, pl.Array) else 0
     if isinstance(column.dtype, pl.Array):
         column = column.cast(pl.List(column.dtype.inner))
     if not isinstance(column.dtype, pl.List) or not column.dtype.inner.is_numeric():
         raise Llm4esError(f"expected a list of numbers, got {column.dtype}", file=path, column="embedding")
+    if len(column) == 0:  # an empty shard: the width is in the fixed-size type, if anywhere
+        return np.zeros((0, width)), [f"embedding[{i}]" for i in range(width)]
     lengths = column.list.len()
     if lengths.null_count():
         raise Llm4esError("missing embedding", file=path, row=int(lengths.is_null().arg_max()), column="embedding")

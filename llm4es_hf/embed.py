@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,22 @@ import numpy as np
 import polars as pl
 import torch
 
-from .artifacts import FILE, ROW, embedding_settings, serialization_settings
+from .artifacts import (
+    FILE,
+    ROW,
+    SHARDS_MANIFEST,
+    SplitTexts,
+    embedding_settings,
+    finished_shards,
+    read_shards_manifest,
+    remove_temporary_files,
+    serialization_settings,
+    shard_name,
+    write_embedding_shard,
+    write_shards_manifest,
+)
 from .errors import Llm4esError
-from .hardware import pick_dtype
+from .hardware import pick_dtype, process_state
 from .models import load_model, load_tokenizer
 from .schema import EventSchema
 from .serialize import Serializer
@@ -99,6 +112,7 @@ class Embedder:
         self.pool_tokens = pool_tokens
         self.weight_field = weight_field
         self.echo = echo
+        self.suffix = suffix
         self.suffix_ids = self.tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix else []
         budget = max_length - len(self.suffix_ids)
         self.text_budget = budget // 2 if echo else budget
@@ -168,9 +182,16 @@ class Embedder:
         return sum(h[rows, last].float() for h in layers) / len(layers)
 
     def encode(
-        self, texts: Sequence[str], *, batch_size: int = 8, sort_by_length: bool = True, progress: bool = True
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 8,
+        sort_by_length: bool = True,
+        progress: bool = True,
+        on_batch: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        """Embeddings (float32, one row per text, in the input order)."""
+        """Embeddings (float32, one row per text, in the input order); ``on_batch(texts, tokens)``
+        after each forward pass (for a caller's own progress bar)."""
         from tqdm.auto import tqdm
 
         if not len(texts):
@@ -192,6 +213,8 @@ class Embedder:
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 out[index] = self._forward(batch).cpu().numpy()
                 bar.update(int(lengths[index].sum()))
+                if on_batch is not None:
+                    on_batch(len(index), int(lengths[index].sum()))
         bar.close()
         return out
 
@@ -342,10 +365,9 @@ def embed_dataset(
     Each process takes a contiguous slice of the rows; slices are gathered in rank order, so
     no row is lost or repeated. Other processes return None.
     """
-    from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    state = PartialState()
+    state = process_state()
     with state.split_between_processes(list(range(len(texts)))) as indices:
         local = embedder.encode(
             texts.select(indices)[text_column] if indices else [], batch_size=batch_size, progress=state.is_main_process
@@ -360,6 +382,170 @@ def embed_dataset(
     if order != list(range(len(texts))):
         raise Llm4esError("embedding processes lost or repeated rows")
     return np.concatenate([emb for _, _, emb in gathered if len(emb)], axis=0)
+
+
+SHARDS_FORMAT = "llm4es-embedding-shards/1"
+MODEL_FILES = {"config.json", "tokenizer.json", "adapter_config.json"}  # and the weights (*.safetensors, *.bin)
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """Rows ``[start, stop)`` of one split, embedded into the file ``name``."""
+
+    name: str
+    split: str
+    start: int
+    stop: int
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+def plan_shards(splits: Sequence[SplitTexts], num_shards: int | None = None) -> list[Shard]:
+    """The output shards, split by split: ``num_shards`` near-equal row ranges per split (at most
+    one per row), else one per input file (one per split for a Hub corpus)."""
+    if num_shards is not None and num_shards < 1:
+        raise Llm4esError(f"num_shards must be 1 or more, got {num_shards}", key="num_shards")
+    shards = []
+    for part in splits:
+        if num_shards is not None:
+            count = min(num_shards, max(part.rows, 1))
+            bounds = np.linspace(0, part.rows, count + 1).round().astype(int).tolist()
+        else:
+            bounds = np.concatenate([[0], np.cumsum(part.file_rows or [part.rows])]).astype(int).tolist()
+        count = len(bounds) - 1
+        shards += [Shard(shard_name(part.split, k, count), part.split, bounds[k], bounds[k + 1]) for k in range(count)]
+    return shards
+
+
+def shards_manifest(
+    embedder: Embedder, corpus: str, corpus_config: str, splits: Sequence[SplitTexts], shards: Sequence[Shard]
+) -> dict[str, Any]:
+    """What a sharded run is: the model (path, Hub revision, its weight and config files' sizes and
+    times, so a model retrained in place is another model), the corpus (its files' names, sizes and
+    rows), the pooling settings and the planned shards."""
+    path = Path(embedder.path)
+    model_files = [
+        {"name": file.name, "bytes": file.stat().st_size, "modified_ns": file.stat().st_mtime_ns}
+        for file in (sorted(path.iterdir()) if path.is_dir() else [])
+        if file.name in MODEL_FILES or file.suffix in (".safetensors", ".bin")
+    ]
+    return {
+        "format": SHARDS_FORMAT,
+        "model": {
+            "path": str(path.resolve()) if path.is_dir() else str(embedder.path),
+            "revision": getattr(embedder.model.config, "_commit_hash", None),
+            "files": model_files,
+        },
+        "corpus": {
+            "path": str(Path(corpus).resolve()) if Path(corpus).is_dir() else corpus,
+            "config": corpus_config,
+            "splits": [part.describe() for part in splits],
+        },
+        "embedding": {
+            "layer_start": embedder.layer_start,
+            "num_layers": embedder.num_layers,
+            "pooling": embedder.pooling,
+            "max_length": embedder.max_length,
+            "dtype": str(embedder.dtype).replace("torch.", ""),
+            "pool_tokens": embedder.pool_tokens,
+            "weight_field": embedder.weight_field,
+            "echo": embedder.echo,
+            "suffix": embedder.suffix,
+            "dimension": embedder.dimension,
+        },
+        "shards": [dataclasses.asdict(shard) for shard in shards],
+    }
+
+
+def manifest_differences(old: Any, new: Any, where: str = "") -> list[str]:
+    """How two runs' manifests differ, key by key, in words ([] when they are the same run)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            difference
+            for key in dict.fromkeys([*old, *new])
+            for difference in manifest_differences(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+        ]
+    if old == new:
+        return []
+    if where == "shards":
+        return [f"shards: {len(old or [])} planned there, {len(new or [])} now (--num-shards or --splits changed?)"]
+    return [f"{where}: {_short(old)} there, {_short(new)} now"]
+
+
+def _short(value: Any, width: int = 100) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def start_shard_folder(folder: Path, manifest: dict[str, Any]) -> set[str]:
+    """Start a sharded output folder, or resume it if its manifest is this run's: (main process only)
+    writes the manifest into a new or empty folder, refuses a folder of another run or of other
+    files, removes what killed writers left; the shards already finished."""
+    if folder.exists() and not folder.is_dir():
+        raise Llm4esError("exists and is not a folder; give a folder (or X.parquet for one file)", file=folder)
+    if read_shards_manifest(folder) is None:
+        present = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+        if present:
+            raise Llm4esError(
+                f"the output folder holds {len(present)} files ({', '.join(present[:3])}"
+                f"{', ...' if len(present) > 3 else ''}) but no {SHARDS_MANIFEST}: "
+                "not a folder this command started; give a new or empty --output folder",
+                file=folder,
+            )
+        write_shards_manifest(folder, manifest)
+    finished = check_shard_folder(folder, manifest)
+    remove_temporary_files(folder)
+    return finished
+
+
+def check_shard_folder(folder: Path, manifest: dict[str, Any]) -> set[str]:
+    """The finished shards of a folder whose manifest is this run's; refuses to mix runs."""
+    old = read_shards_manifest(folder)
+    if old is None:
+        raise Llm4esError(f"no {SHARDS_MANIFEST} (the main process writes it first)", file=folder)
+    differences = manifest_differences(old, manifest)
+    if differences:
+        raise Llm4esError(
+            "the folder holds shards of another run (" + "; ".join(differences) + "). To resume it, rerun the "
+            "command that started it; to start over, delete the folder or give another --output",
+            file=folder / SHARDS_MANIFEST,
+        )
+    return finished_shards(folder, old["shards"])
+
+
+def embed_shards(
+    embedder: Embedder,
+    splits: Sequence[SplitTexts],
+    shards: Sequence[Shard],
+    folder: Path,
+    *,
+    batch_size: int = 8,
+    progress: bool = True,
+    desc: str = "Embedding",
+) -> int:
+    """Embed ``shards`` one after another, each written (atomically) as soon as it is done, under one
+    progress bar (users, tokens/s, ETA); the number of tokens embedded."""
+    from tqdm.auto import tqdm
+
+    by_split = {part.split: part for part in splits}
+    bar = tqdm(total=sum(shard.rows for shard in shards), unit="user", desc=desc, disable=not progress)
+    tokens = 0
+
+    def advance(texts: int, batch_tokens: int) -> None:
+        nonlocal tokens
+        tokens += batch_tokens
+        elapsed = bar.format_dict["elapsed"] or 1e-9
+        bar.set_postfix_str(f"{tokens / elapsed:,.0f} tok/s", refresh=False)
+        bar.update(texts)
+
+    for shard in shards:
+        table = by_split[shard.split].read(shard.start, shard.stop)
+        vectors = embedder.encode(table["text"].to_pylist(), batch_size=batch_size, progress=False, on_batch=advance)
+        write_embedding_shard(folder / shard.name, table["user_id"].to_pylist(), vectors, shard.split)
+    bar.close()
+    return tokens
 
 
 def export_sentence_transformer(

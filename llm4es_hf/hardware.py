@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cache
 
 import torch
+from accelerate import PartialState
 
 from .errors import Llm4esError
 
@@ -80,3 +81,14 @@ def describe() -> dict[str, object]:
         "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2"))),
         "auto_dtype": str(pick_dtype("auto", device)).replace("torch.", ""),
     }
+
+
+def process_state() -> PartialState:
+    """This process' place in an ``accelerate launch`` (or torchrun) job: index, count, device.
+
+    Where torch sees no accelerator it asks for CPU processes (gloo). Trap (accelerate 1.15): the
+    torchrun launcher that recipes/accelerate_configs/cpu.yaml selects does not export
+    ACCELERATE_USE_CPU, so a bare ``PartialState()`` there finds no backend and every process
+    believes it is the only one (transformers' TrainingArguments passes ``cpu=True`` itself).
+    """
+    return PartialState(cpu=not torch.accelerator.is_available())

@@ -222,6 +222,7 @@ def test_two_processes_keep_order_lose_and_repeat_nothing(tmp_path, tiny_model, 
     ]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "; 2 processes) ->" in result.stdout  # not two single processes writing the same file
     a, b = pd.read_parquet(single), pd.read_parquet(double)
     assert a["user_id"].tolist() == b["user_id"].tolist()
     np.testing.assert_allclose(np.stack(a["embedding"]), np.stack(b["embedding"]), atol=1e-5)

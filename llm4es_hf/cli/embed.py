@@ -1,18 +1,36 @@
 """`llm4es embed`: user embeddings of a corpus' plain texts (Parquet: user_id, split, embedding).
 
-Put `accelerate launch [--config_file ...] -m llm4es_hf.cli` in front to split users over processes.
+--output X.parquet: one file (and a datasets folder beside it). --output FOLDER: one file per shard,
+<split>-0000k-of-0000N.parquet (one per corpus file, or --num-shards row ranges per split), each
+written whole or not at all, with a manifest.json; rerunning the same command resumes (finished
+shards are skipped) and a folder of another run is refused. Put `accelerate launch [--config_file
+...] -m llm4es_hf.cli` in front to split users (one file) or shards (folder) over processes.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from accelerate import PartialState
 
-from ..artifacts import embedding_settings, load_texts, save_embeddings
+from ..artifacts import corpus_text_splits, embedding_settings, finished_shards, load_texts, save_embeddings
 from ..config import parse_config
-from ..embed import DTYPES, POOL_TOKENS, POOLINGS, Embedder, embed_dataset
+from ..embed import (
+    DTYPES,
+    POOL_TOKENS,
+    POOLINGS,
+    Embedder,
+    check_shard_folder,
+    embed_dataset,
+    embed_shards,
+    plan_shards,
+    shards_manifest,
+    start_shard_folder,
+)
 from ..errors import Llm4esError
+from ..hardware import process_state
 
 
 @dataclass
@@ -21,7 +39,10 @@ class EmbedConfig:
 
     model: str | None = field(default=None, metadata={"help": "model folder, Hub id, or bundled name (smollm2-135m)"})
     corpus: str | None = field(default=None, metadata={"help": "corpus folder or Hub data set id (plain texts)"})
-    output: str | None = field(default=None, metadata={"help": "Parquet file to write (user_id, split, embedding)"})
+    output: str | None = field(
+        default=None,
+        metadata={"help": "X.parquet: one file (user_id, split, embedding); a folder: one file per shard, resumable"},
+    )
     corpus_config: str = field(default="serialized", metadata={"help": "corpus config holding the plain texts"})
     splits: list[str] = field(default_factory=list, metadata={"help": "splits to embed (default: all)"})
     layer_start: int | None = field(
@@ -45,6 +66,10 @@ class EmbedConfig:
     suffix: str | None = field(
         default=None, metadata={"help": "text appended after each user's text (a summarizing prompt; --pooling last)"}
     )
+    num_shards: int | None = field(
+        default=None,
+        metadata={"help": "folder --output: cut each split into this many shards (default: one per corpus file)"},
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -52,6 +77,10 @@ def main(argv: list[str]) -> int:
     missing = [name for name in ("model", "corpus", "output") if not getattr(config, name)]
     if missing:
         raise Llm4esError(f"--{missing[0]} is required", key=missing[0])
+    sharded = Path(config.output).suffix.lower() != ".parquet"
+    if config.num_shards is not None and not sharded:
+        raise Llm4esError("--num-shards writes a folder of shards: give a folder as --output", key="output")
+    state = process_state()
     saved = embedding_settings(config.model)  # what the model was exported with, if it was
     embedder = Embedder(
         config.model,
@@ -59,18 +88,58 @@ def main(argv: list[str]) -> int:
         pooling=config.pooling or saved.get("pooling", "mean"),
         max_length=config.max_length or saved.get("max_length", 2048),
         dtype=config.dtype,
+        device=str(state.device),  # each process its own accelerator
         pool_tokens=config.pool_tokens,
         weight_field=config.weight_field,
         echo=config.echo,
         suffix=config.suffix,
     )
+    settings = (
+        f"layers {embedder.layer_start}...{embedder.num_layers}, {embedder.pooling} pooling, "
+        f"{str(embedder.dtype).replace('torch.', '')}"
+    )
+    if sharded:
+        return embed_to_folder(config, embedder, state, settings)
     texts = load_texts(config.corpus, config.corpus_config, config.splits or None)
     embeddings = embed_dataset(embedder, texts, batch_size=config.batch_size)
-    if PartialState().is_main_process:
+    if state.is_main_process:
         save_embeddings(config.output, texts["user_id"], embeddings, extra={"split": texts["split"]})
-        print(
-            f"{len(texts):,} users x {embeddings.shape[1]} dims (layers {embedder.layer_start}..."
-            f"{embedder.num_layers}, {embedder.pooling} pooling, {str(embedder.dtype).replace('torch.', '')}) "
-            f"-> {config.output}"
-        )
+        processes = f"; {state.num_processes} processes" if state.num_processes > 1 else ""
+        print(f"{len(texts):,} users x {embeddings.shape[1]} dims ({settings}{processes}) -> {config.output}")
+    return 0
+
+
+def embed_to_folder(config: EmbedConfig, embedder: Embedder, state: PartialState, settings: str) -> int:
+    """One file per shard; process r of n takes shards r, r+n, ... that are not finished yet. The
+    main process starts (or checks) the folder before any process writes; no process waits for the
+    others at the end, so one slower rank never trips a collective's timeout."""
+    folder = Path(config.output)
+    splits = corpus_text_splits(config.corpus, config.corpus_config, config.splits or None)
+    shards = plan_shards(splits, config.num_shards)
+    manifest = shards_manifest(embedder, config.corpus, config.corpus_config, splits, shards)
+    if state.is_main_process:
+        start_shard_folder(folder, manifest)
+    state.wait_for_everyone()
+    finished = check_shard_folder(folder, manifest)
+    mine = shards[state.process_index :: state.num_processes]
+    todo = [shard for shard in mine if shard.name not in finished]
+    who = f"process {state.process_index + 1}/{state.num_processes}: " if state.num_processes > 1 else ""
+    start = time.perf_counter()
+    tokens = embed_shards(
+        embedder,
+        splits,
+        todo,
+        folder,
+        batch_size=config.batch_size,
+        progress=state.is_main_process,
+        desc=f"Embedding {len(todo)} shards",
+    )
+    elapsed = time.perf_counter() - start
+    done = len(finished_shards(folder, manifest["shards"]))
+    print(
+        f"{who}{sum(shard.rows for shard in todo):,} users in {len(todo)} shards embedded "
+        f"({tokens / max(elapsed, 1e-9):,.0f} tokens/s; {len(mine) - len(todo)} were finished before), "
+        f"{embedder.dimension} dims ({settings}) -> {folder}: {done} of {len(shards)} shards written"
+        + ("" if done == len(shards) else " (the other processes are finishing theirs)")
+    )
     return 0

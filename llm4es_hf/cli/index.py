@@ -15,7 +15,7 @@ class IndexConfig:
     """Options of `llm4es index`."""
 
     embeddings: str | None = field(
-        default=None, metadata={"help": "Parquet written by `llm4es embed` (user_id, embedding)"}
+        default=None, metadata={"help": "Parquet file or shard folder written by `llm4es embed` (user_id, embedding)"}
     )
     output: str | None = field(default=None, metadata={"help": "index folder to write"})
     labels: str | None = field(

@@ -28,7 +28,10 @@ class EvaluationConfig:
     )
     target: str | None = field(default=None, metadata={"help": "label column to predict, e.g. gender or target_flag"})
     embeddings: list[str] = field(
-        default_factory=list, metadata={"help": "user_id + embedding Parquet files (a set's name is its file stem)"}
+        default_factory=list,
+        metadata={
+            "help": "user_id + embedding Parquet files or `llm4es embed` shard folders (a set's name is the stem)"
+        },
     )
     task: str | None = field(
         default=None, metadata={"help": f"one of {list(TASKS)}; default: the schema's, else by the number of classes"}
