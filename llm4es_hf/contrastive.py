@@ -32,7 +32,7 @@ from .assets import resolve_model
 from .cards import write_model_card
 from .embed import default_layer_start, export_sentence_transformer
 from .errors import Llm4esError
-from .hardware import training_precision
+from .hardware import process_state, training_precision
 from .models import load_tokenizer, quiet_transformers
 from .schema import load_schema
 from .serialize import Serializer
@@ -270,7 +270,6 @@ def llm4es_sentence_transformer(
 
 def run_contrastive(script_args: ContrastiveScriptArguments, training_args: Any, model_args: Any) -> dict[str, Any]:
     """Validate, build the pairs, train, save (AutoModelForCausalLM + SentenceTransformer + card)."""
-    from accelerate import PartialState
     from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
@@ -278,7 +277,7 @@ def run_contrastive(script_args: ContrastiveScriptArguments, training_args: Any,
     )
     from trl import get_peft_config
 
-    state = PartialState()
+    state = process_state()
     if not script_args.corpus:
         raise Llm4esError("give a corpus folder (--corpus DIR)", key="corpus")
     users, schema, text_format = load_users(script_args.corpus, script_args.splits)

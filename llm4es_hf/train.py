@@ -24,7 +24,7 @@ from trl import SFTConfig, SFTTrainer
 from .artifacts import load_corpus_config, write_serialization_settings
 from .cards import write_model_card
 from .errors import Llm4esError
-from .hardware import training_precision
+from .hardware import process_state, training_precision
 from .models import load_model
 
 
@@ -288,11 +288,10 @@ def run_sft(script_args: SFTScriptArguments, training_args: Any, model_args: Any
     """Load data and model, validate everything, train, save with its card and, from a local
     corpus, the schema and serialization settings (so the model embeds raw events as its corpus
     was made). Publishing is the caller's (recipes/sft.py): the Trainer's own pushes are off."""
-    from accelerate import PartialState
     from transformers.trainer_utils import get_last_checkpoint
     from trl import get_peft_config
 
-    state = PartialState()
+    state = process_state()
     model_name = model_args.model_name_or_path or "smollm2-135m"
     if training_args.max_length is None:
         raise Llm4esError("set max_length explicitly (tokens per user, EOS included)", key="max_length")

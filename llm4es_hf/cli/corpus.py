@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from accelerate import PartialState
-
 from ..config import parse_config
 from ..corpus import CorpusConfig, build_corpus
 from ..errors import Llm4esError
+from ..hardware import process_state
 from ..hub import publish_corpus
 
 
@@ -31,7 +30,7 @@ def ensure_corpus(corpus: str | None, recipe: str | None, config: str = "seriali
     """
     if not (corpus and recipe) or _corpus_ready(Path(corpus), config):
         return
-    state = PartialState()
+    state = process_state()
     with state.main_process_first():
         if state.is_main_process and not _corpus_ready(Path(corpus), config):
             (corpus_config,) = parse_config(

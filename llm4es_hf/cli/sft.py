@@ -17,11 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from accelerate import PartialState
 from trl import ModelConfig
 
 from ..cards import write_model_card
 from ..config import parse_config
+from ..hardware import process_state
 from ..hub import push_model
 from ..train import LLM4ESSFTConfig, SFTScriptArguments, run_sft
 from .corpus import ensure_corpus
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def publish_trained_model(training_args: Any, info: dict[str, Any]) -> None:
     """Push a trained model folder once, from the main process, with its card naming the repo."""
-    if not PartialState().is_main_process:
+    if not process_state().is_main_process:
         return
     output_dir = Path(training_args.output_dir)
     repo_id = training_args.hub_model_id or output_dir.name
