@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import datasets
 import pytest
@@ -15,23 +17,30 @@ from llm4es_hf.errors import Llm4esError
 from llm4es_hf.hub import publish_corpus
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory, tiny_tokenizer):
     path = tmp_path_factory.mktemp("tok")
     tiny_tokenizer.save_pretrained(path)
     return str(path)
 
 
-@pytest.fixture
-def corpus_dir(tmp_path, tokenizer_dir):
+@pytest.fixture(scope="module")
+def built_corpus(tmp_path_factory, tokenizer_dir) -> Path:
+    """The MovieLens corpus, built once for the module."""
     config = CorpusConfig(
-        output_dir=str(tmp_path / "corpus"),
+        output_dir=str(tmp_path_factory.mktemp("built") / "corpus"),
         source="movielens",
         max_tokens=300,
         tokenizer=tokenizer_dir,
         split_label="gender",
     )
     return build_corpus(config)
+
+
+@pytest.fixture
+def corpus_dir(tmp_path, built_corpus) -> Path:
+    """A copy of the built corpus that a test may change."""
+    return Path(shutil.copytree(built_corpus, tmp_path / "corpus"))
 
 
 def test_serialized_corpus_layout_and_card(corpus_dir):

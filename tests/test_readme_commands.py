@@ -67,6 +67,7 @@ BUDGETS: list[tuple[str, list[str]]] = [
         ],
     ),
     (r"^llm4es embed\b", ["--max-length", "32", "--batch-size", "32"]),
+    (r"^llm4es evaluate\b", ["--folds", "2"]),
     (
         r"\brecipes/contrastive\.py\b",
         ["--max_steps", "1", "--max_users", "16", "--per_device_train_batch_size", "8", "--max_slice_tokens", "48"],
