@@ -47,7 +47,7 @@ def test_serialized_corpus_layout_and_card(corpus_dir):
     card = DatasetCard.load(corpus_dir / "README.md")
     assert [c["config_name"] for c in card.data.configs] == ["serialized", "enriched"]
     text = card.text
-    assert "| `serialized` | train | 849 |" in text and "MovieLens terms of use" in text
+    assert "| `serialized` | train | 833 |" in text and "MovieLens terms of use" in text
     assert "| `movie_title` | text | Movie |" in text and "`gender` (binary)" in text
     assert (corpus_dir / "users").is_dir() and (corpus_dir / "schema.yaml").exists()
 
@@ -124,6 +124,7 @@ def test_enrichment_where_every_rewrite_fails_keeps_the_plain_texts(tmp_path, to
         max_retries=0,
     )
     enriched = load_corpus_config(build_corpus(config), "enriched")
-    assert set(enriched["train"]["variant"]) == {"base"} and len(enriched["train"]) == 4
+    train = len(load_corpus_config(tmp_path / "corpus", "serialized")["train"])
+    assert set(enriched["train"]["variant"]) == {"base"} and len(enriched["train"]) == train >= 3
     summary = json.loads((tmp_path / "corpus" / "corpus_summary.json").read_text())
-    assert summary["enrichment"]["variants"]["free"]["failed"] == 4
+    assert summary["enrichment"]["variants"]["free"]["failed"] == train

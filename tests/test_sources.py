@@ -193,7 +193,7 @@ def test_split_is_seeded_disjoint_and_holds_out_labeled_users(rosbank_dir):
     second = split_users(users, test_size=0.2, seed=42)
     assert first["test"]["user_id"] == second["test"]["user_id"]
     assert not set(first["test"]["user_id"]) & set(first["train"]["user_id"])
-    assert len(first["test"]) == 40
+    assert 25 <= len(first["test"]) <= 55  # each user on its own: about test_size of them
     assert split_users(users, test_size=0.2, seed=1)["test"]["user_id"] != first["test"]["user_id"]
     partly = load_source("rosbank", input=rosbank_dir).users
     split = split_users(partly, test_size=0.5, label="target_flag")

@@ -12,12 +12,24 @@ from dataclasses import asdict, dataclass, field
 import datasets
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from ..artifacts import FILE, NA_VALUES, ROW, read_table, require_columns
 from ..errors import Llm4esError
 from ..schema import EventSchema
 
-__all__ = ["FILE", "ROW", "SourceReport", "build_users", "read_table", "require_columns", "split_users"]
+__all__ = [
+    "FILE",
+    "ROW",
+    "SourceReport",
+    "build_users",
+    "eligible_users",
+    "read_table",
+    "require_columns",
+    "split_users",
+    "stable_hash",
+    "held_out",
+]
 EVENT_TIME = "event_time"
 SECONDS_PER_DAY = 86400.0
 
@@ -187,27 +199,78 @@ def build_users(
     return datasets.Dataset(users.to_arrow())
 
 
-def split_users(
-    users: datasets.Dataset, *, test_size: float = 0.1, seed: int = 42, label: str | None = None
-) -> datasets.DatasetDict:
-    """Split users into train/test, seeded; the test users are drawn among labeled users.
+def stable_hash(values: pl.Series, seed: int = 0) -> np.ndarray:
+    """A 64-bit hash of each string, the same on every machine and library version.
 
-    Unlabeled users (when ``label`` is given) all go to train: they still serve
-    fine-tuning, while evaluation needs labels on the held-out users.
+    FNV-1a over the UTF-8 bytes, seeded, then the splitmix64 finalizer so every bit mixes;
+    vectorized over the values (one numpy step per byte position). polars' own ``hash`` is
+    faster but may change between polars versions, so it serves only within one run.
+    """
+    strings = values.cast(pl.Utf8).fill_null("").to_arrow().cast(pa.large_string())
+    if isinstance(strings, pa.ChunkedArray):
+        strings = strings.combine_chunks()
+    n = len(strings)
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int64)[strings.offset : strings.offset + n + 1]
+    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8) if strings.buffers()[2] else np.zeros(0, np.uint8)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    hashed = np.full(n, _splitmix64(np.array([_FNV_OFFSET ^ seed], dtype=np.uint64))[0], dtype=np.uint64)
+    live = np.flatnonzero(lengths > 0)
+    for position in range(int(lengths.max()) if n else 0):
+        live = live[lengths[live] > position]
+        hashed[live] = (hashed[live] ^ data[starts[live] + position]) * _FNV_PRIME
+    return _splitmix64(hashed)
+
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def held_out(user_ids: pl.Series, eligible: np.ndarray, *, test_size: float, seed: int) -> np.ndarray:
+    """Which users are held out: each eligible user on its own, by a seeded hash of its id.
+
+    A user's split depends only on its id, the seed and ``test_size``, never on the other
+    users, so a corpus built shard by shard, on any number of machines, splits exactly as
+    one built in memory; about ``test_size`` of the eligible users are held out.
     """
     if not 0.0 < test_size < 1.0:
         raise Llm4esError(f"test_size must be in (0, 1), got {test_size}", key="test_size")
-    ids = np.asarray(users["user_id"])
-    eligible = np.ones(len(ids), dtype=bool)
-    if label is not None:
-        eligible = np.asarray([v is not None for v in users[label]])
-    candidates = np.flatnonzero(eligible)
-    order = candidates[np.argsort(ids[candidates], kind="stable")]
-    rng = np.random.default_rng(seed)
-    shuffled = rng.permutation(order)
-    n_test = max(1, int(round(len(candidates) * test_size)))
-    test_mask = np.zeros(len(ids), dtype=bool)
-    test_mask[shuffled[:n_test]] = True
+    uniform = (stable_hash(user_ids, seed) >> np.uint64(11)).astype(np.float64) / float(2**53)
+    return np.asarray(eligible, dtype=bool) & (uniform < test_size)
+
+
+def eligible_users(users: pl.DataFrame | datasets.Dataset, label: str | None) -> np.ndarray:
+    """Users that may be held out: those with a ``label`` value (all users without a label)."""
+    if label is None:
+        return np.ones(len(users), dtype=bool)
+    if isinstance(users, datasets.Dataset):
+        return pl.from_arrow(users.data.table.column(label)).is_not_null().to_numpy()
+    return users[label].is_not_null().to_numpy()
+
+
+def split_users(
+    users: datasets.Dataset, *, test_size: float = 0.1, seed: int = 42, label: str | None = None
+) -> datasets.DatasetDict:
+    """Split users into train/test, seeded and per user (``held_out``); the test users are
+    drawn among labeled users.
+
+    Unlabeled users (when ``label`` is given) all go to train: they still serve
+    fine-tuning, while evaluation needs labels on the held-out users. When no user falls in
+    test (a handful of users), the eligible user of smallest hash is held out alone.
+    """
+    ids = pl.Series(users["user_id"], dtype=pl.Utf8)
+    eligible = eligible_users(users, label)
+    test_mask = held_out(ids, eligible, test_size=test_size, seed=seed)
+    if not test_mask.any() and eligible.any():
+        hashes = np.where(eligible, stable_hash(ids, seed), np.iinfo(np.uint64).max)
+        test_mask[int(np.argmin(hashes))] = True
     return datasets.DatasetDict(
         train=users.select(np.flatnonzero(~test_mask)), test=users.select(np.flatnonzero(test_mask))
     )
