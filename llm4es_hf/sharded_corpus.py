@@ -28,16 +28,19 @@ from typing import Any
 import datasets
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .artifacts import FILE, TEXT_COLUMNS
 from .errors import Llm4esError
 from .schema import EventSchema, schema_to_dict
-from .serialize import SerializationConfig, SerializeSummary, summarize
+from .serialize import SerializationConfig, Serializer, SerializeSummary, summarize
 from .sources import SourceConfig, SourceReport, build_users, eligible_users, held_out, source_schema
 from .sources.stream import FILE_SOURCES, SHARD, RawFiles, partition_events, raw_files, read_labels, read_shard
 
 MANIFEST = Path("shards") / "manifest.json"
-TOKEN_SAMPLE = 64  # users per shard whose tokens are counted for the percentiles
+TOKEN_SAMPLE = 32  # users per shard whose tokens are counted for the percentiles
+SERIALIZE_BATCH = 5000  # users rendered at once
 FINGERPRINT_KEYS = ("source", "labels", "format", "max_events", "max_tokens", "tokenizer", "seed", "test_size")
 
 
@@ -213,20 +216,20 @@ def _write_shard(
     if events is not None:
         shard_labels = labels.filter(pl.col(SHARD) == shard).drop(SHARD) if labels is not None else None
         report.files = sorted(events[FILE].unique().to_list())
-        users = build_users(events, schema, report, shard_labels)
+        users = build_users(events, schema, report, shard_labels).data.table
         del events
-        texts = serialization.serializer(schema, tokenizer)(users, desc=f"Serializing shard {shard}")
-        summary = summarize(texts, schema, max_events=serialization.max_events)
+        texts = _serialize(serialization.serializer(schema, tokenizer), users)
+        summary = summarize(datasets.Dataset(texts), schema, max_events=serialization.max_events)
         sample = _token_sample(texts, tokenizer)
         label = source.split_label or (schema.labels[0].name if schema.labels else None)
-        ids = pl.Series(texts["user_id"], dtype=pl.Utf8)
+        ids = pl.from_arrow(texts.column("user_id"))
         test = held_out(ids, eligible_users(texts, label), test_size=source.test_size, seed=source.seed)
         columns = [c for c in TEXT_COLUMNS + [lb.name for lb in schema.labels] if c in texts.column_names]
         for split, rows in (("train", np.flatnonzero(~test)), ("test", np.flatnonzero(test))):
             counts[split] = len(rows)
             if len(rows):
-                part = texts.select(rows)
-                _write_parquet(part.select_columns(columns), output / "serialized", split, shard, num_shards)
+                part = texts.take(rows)
+                _write_parquet(part.select(columns), output / "serialized", split, shard, num_shards)
                 _write_parquet(part, output / "users", split, shard, num_shards)
     stats = {
         "shard": shard,
@@ -241,23 +244,35 @@ def _write_shard(
     temporary.replace(path)
 
 
-def _write_parquet(ds: datasets.Dataset, folder: Path, split: str, shard: int, num_shards: int) -> None:
+def _serialize(serializer: Serializer, users: pa.Table) -> pa.Table:
+    """The users table with ``text`` (and counts) added, as ``Serializer.__call__`` adds them, per batch."""
+    batches = [
+        serializer.render_table(users.slice(start, SERIALIZE_BATCH))
+        for start in range(0, users.num_rows, SERIALIZE_BATCH)
+    ]
+    rendered = pa.concat_tables(batches)
+    for name in rendered.column_names:
+        users = users.append_column(name, rendered.column(name))
+    return users
+
+
+def _write_parquet(table: pa.Table, folder: Path, split: str, shard: int, num_shards: int) -> None:
     """Write ``<split>-0000k-of-0000N.parquet`` through a temporary name, so no reader sees half a file."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{split}-{shard_name(shard, num_shards)}.parquet"
     temporary = folder / f".{path.name}.tmp"
-    ds.to_parquet(str(temporary))
+    pq.write_table(table, temporary)
     temporary.replace(path)
 
 
-def _token_sample(texts: datasets.Dataset, tokenizer: Any) -> list[int]:
+def _token_sample(texts: pa.Table, tokenizer: Any) -> list[int]:
     """Token lengths of the shard's first TOKEN_SAMPLE users (by id), for the corpus percentiles."""
     if "n_tokens" in texts.column_names:
-        return [int(n) for n in texts["n_tokens"]]
+        return texts.column("n_tokens").to_pylist()
     if tokenizer is None or not len(texts):
         return []
-    chosen = texts.select(range(min(TOKEN_SAMPLE, len(texts))))["text"]
-    return [len(ids) for ids in tokenizer(list(chosen), add_special_tokens=False)["input_ids"]]
+    chosen = texts.column("text").slice(0, TOKEN_SAMPLE).to_pylist()
+    return [len(ids) for ids in tokenizer(chosen, add_special_tokens=False)["input_ids"]]
 
 
 def merge_stats(output: Path, num_shards: int) -> dict[str, Any]:

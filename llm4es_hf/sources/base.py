@@ -174,9 +174,13 @@ def build_users(
         report.drop("duplicate event", int(duplicated.sum()))
         frame = frame.filter(~duplicated)
 
-    frame = frame.sort(["user_id", EVENT_TIME], maintain_order=True)
-    users = frame.group_by("user_id", maintain_order=True).agg(
-        pl.col(EVENT_TIME), *[pl.col(f.name) for f in field_specs]
+    # users sorted by id, each user's events by time (ties in file order): sorting within the groups
+    # gathers every column once, where sorting the whole frame first gathered it twice
+    event_columns = [EVENT_TIME] + [f.name for f in field_specs]
+    users = (
+        frame.group_by("user_id")
+        .agg(pl.col(event_columns).sort_by(EVENT_TIME, maintain_order=True))
+        .sort("user_id", maintain_order=True)
     )
     users = users.with_columns(pl.col(EVENT_TIME).list.len().alias("n_events"))
 
@@ -246,13 +250,12 @@ def held_out(user_ids: pl.Series, eligible: np.ndarray, *, test_size: float, see
     return np.asarray(eligible, dtype=bool) & (uniform < test_size)
 
 
-def eligible_users(users: pl.DataFrame | datasets.Dataset, label: str | None) -> np.ndarray:
+def eligible_users(users: datasets.Dataset | pa.Table, label: str | None) -> np.ndarray:
     """Users that may be held out: those with a ``label`` value (all users without a label)."""
     if label is None:
         return np.ones(len(users), dtype=bool)
-    if isinstance(users, datasets.Dataset):
-        return pl.from_arrow(users.data.table.column(label)).is_not_null().to_numpy()
-    return users[label].is_not_null().to_numpy()
+    column = users.with_format("arrow")[label] if isinstance(users, datasets.Dataset) else users.column(label)
+    return pl.from_arrow(column).is_not_null().to_numpy()
 
 
 def split_users(
