@@ -26,7 +26,8 @@ Serialize (streaming sources): a synthetic Rosbank-format raw CSV of ``--seriali
 ``train.csv``) -> a sharded corpus with ``llm4es corpus --num_shards N`` in a child process (the
 shipped CLI, default tokenizer). Measured: the child's wall time (events/s end to end: raw file
 read lazily, users hash-partitioned, each shard validated, grouped, serialized, split and written)
-and its peak RSS. ``serialize_texts_identical``: a sample of users, their raw rows cut out of the big
+its CPU time (user + system: on a loaded machine the better guide) and its peak RSS.
+``serialize_texts_identical``: a sample of users, their raw rows cut out of the big
 file and built by the one-shot in-memory path, get the same text and the same split.
 
 The embed_resume_exact key belongs to a part of the issue not built here (sharded resumable
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -205,9 +207,11 @@ def serialize_part(events: int, num_shards: int, raw: Path | None, workdir: Path
     subprocess.run(command, check=True, env={**os.environ, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"})
     wall = time.perf_counter() - start
     child_rss = peak_rss_mb(children=True)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime
     print(
         f"{rows:,} events -> {num_shards} shards in {wall:.1f} s ({rows / wall:,.0f} events/s), "
-        f"child peak RSS {child_rss:,.0f} MiB",
+        f"child peak RSS {child_rss:,.0f} MiB, CPU {cpu:.0f} s",
         flush=True,
     )
 
@@ -231,6 +235,8 @@ def serialize_part(events: int, num_shards: int, raw: Path | None, workdir: Path
         "serialize_events": rows,
         "serialize_shards": num_shards,
         "serialize_s": round(wall, 1),
+        "serialize_cpu_s": round(cpu, 1),
+        "serialize_events_per_cpu_s": round(rows / cpu),
         "serialize_peak_rss_mb": round(child_rss),
         "serialize_events_per_s": round(rows / wall),
         "serialize_texts_identical": identical,

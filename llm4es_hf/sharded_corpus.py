@@ -30,12 +30,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 from .artifacts import FILE, TEXT_COLUMNS
 from .errors import Llm4esError
 from .schema import EventSchema, schema_to_dict
 from .serialize import SerializationConfig, Serializer, SerializeSummary, summarize
-from .sources import SourceConfig, SourceReport, build_users, eligible_users, held_out, source_schema
+from .sources import SourceConfig, SourceReport, eligible_users, group_users, held_out, source_schema
 from .sources.stream import FILE_SOURCES, SHARD, RawFiles, partition_events, raw_files, read_labels, read_shard
 
 MANIFEST = Path("shards") / "manifest.json"
@@ -120,7 +121,7 @@ def build_sharded(
     _claim(output, fingerprint)
     labels = read_labels(files.labels, schema, num_shards) if files.labels and pending else None
     print(f"rank {rank} of {world}: shards {len(mine)} of {num_shards}, {len(mine) - len(pending)} already done")
-    for shard in pending:
+    for shard in tqdm(pending, desc="Shards", unit="shard"):
         _write_shard(source, serialization, schema, tokenizer, output, staging, shard, num_shards, labels)
     shutil.rmtree(staging, ignore_errors=True)
     done = [k for k in range(num_shards) if _stats_path(output, k, num_shards).exists()]
@@ -216,10 +217,11 @@ def _write_shard(
     if events is not None:
         shard_labels = labels.filter(pl.col(SHARD) == shard).drop(SHARD) if labels is not None else None
         report.files = sorted(events[FILE].unique().to_list())
-        users = build_users(events, schema, report, shard_labels).data.table
+        users = group_users(events, schema, report, shard_labels)
         del events
         texts = _serialize(serialization.serializer(schema, tokenizer), users)
-        summary = summarize(datasets.Dataset(texts), schema, max_events=serialization.max_events)
+        named = datasets.Dataset(texts, fingerprint=f"shard-{shard_name(shard, num_shards)}")  # no hashing
+        summary = summarize(named, schema, max_events=serialization.max_events)
         sample = _token_sample(texts, tokenizer)
         label = source.split_label or (schema.labels[0].name if schema.labels else None)
         ids = pl.from_arrow(texts.column("user_id"))

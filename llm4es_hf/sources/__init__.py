@@ -15,7 +15,16 @@ import polars as pl
 from ..errors import Llm4esError
 from ..schema import EventSchema, load_schema
 from .bank import BANK_DATASETS, read_bank
-from .base import SourceReport, build_users, eligible_users, held_out, read_table, split_users, stable_hash
+from .base import (
+    SourceReport,
+    build_users,
+    eligible_users,
+    group_users,
+    held_out,
+    read_table,
+    split_users,
+    stable_hash,
+)
 from .movielens import read_movielens
 from .stream import check_same_columns, input_files
 from .synthetic import generate_rosbank
@@ -147,6 +156,7 @@ __all__ = [
     "SourceResult",
     "build_users",
     "eligible_users",
+    "group_users",
     "held_out",
     "load_source",
     "read_table",

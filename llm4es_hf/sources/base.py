@@ -24,6 +24,7 @@ __all__ = [
     "SourceReport",
     "build_users",
     "eligible_users",
+    "group_users",
     "read_table",
     "require_columns",
     "split_users",
@@ -119,6 +120,16 @@ def build_users(
     ``labels``, when given, holds the schema's user id column and label columns (one
     row per user); otherwise label columns are read from the events (first value per user).
     """
+    return datasets.Dataset(group_users(events, schema, report, labels))
+
+
+def group_users(
+    events: pl.DataFrame,
+    schema: EventSchema,
+    report: SourceReport,
+    labels: pl.DataFrame | None = None,
+) -> pa.Table:
+    """``build_users`` as an Arrow table (a Dataset fingerprints its table, seconds per million events)."""
     where = ", ".join(sorted(set(events[FILE].unique().to_list()))) if len(events) else "events"
     field_specs = [f for f in schema.fields if f.name != EVENT_TIME]
     label_source = labels if labels is not None else events
@@ -200,7 +211,7 @@ def build_users(
     report.events = int(users["n_events"].sum()) if len(users) else 0
     if not len(users):
         raise Llm4esError("no user has any valid event", file=where)
-    return datasets.Dataset(users.to_arrow())
+    return users.to_arrow()
 
 
 def stable_hash(values: pl.Series, seed: int = 0) -> np.ndarray:
