@@ -83,7 +83,7 @@ class CorpusConfig(SourceConfig, SerializationConfig, GenerationConfig):
             "help": "N > 1: read the raw files lazily, hash users into N shards and write "
             "serialized/<split>-0000k-of-0000N.parquet shard by shard (peak memory follows the shard size; "
             "ranks of accelerate launch/torchrun take disjoint shards; a rerun resumes); 1: in memory; "
-            "default: shards of ~256 MB of raw input above 1 GB, else in memory"
+            "default: shards of ~128 MB of raw input above 1 GB, else in memory"
         },
     )
 

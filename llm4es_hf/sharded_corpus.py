@@ -46,7 +46,7 @@ FINGERPRINT_KEYS = ("source", "labels", "format", "max_events", "max_tokens", "t
 
 
 STREAM_BYTES = 2**30  # raw input above this is sharded by default
-SHARD_BYTES = 256 * 2**20  # of raw input per shard, by default
+SHARD_BYTES = 128 * 2**20  # of raw input per shard by default (~2M bank events, ~2 GB peak RSS)
 GZIP_RATIO = 5  # a gzipped CSV's size in memory, roughly
 
 

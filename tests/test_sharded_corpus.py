@@ -150,3 +150,12 @@ def test_split_is_per_user():
     assert not np.array_equal(everyone, held_out(ids, np.ones(2000, bool), test_size=0.1, seed=1))
     few = datasets.Dataset.from_dict({"user_id": ["a", "b"], "y": ["1", None]})
     assert split_users(few, test_size=0.01, label="y")["test"]["user_id"] == ["a"]  # one held out, labeled
+
+
+def test_missing_column_is_named_before_any_shard(tmp_path):
+    schema_path, events = shop(tmp_path, "u1,2024-01-02 10:00,A,1.5,0\nu2,2024-01-02 11:00,B,2.5,1\n")
+    events.write_text("customer,ts,item,churn\nu1,2024-01-02 10:00,A,0\nu2,2024-01-02 11:00,B,1\n")
+    common = {"source": "csv", "input": str(events), "schema": str(schema_path), "tokenizer": ""}
+    with pytest.raises(Llm4esError, match="missing column") as err:
+        build_corpus(CorpusConfig(output_dir=str(tmp_path / "out"), num_shards=2, **common))
+    assert err.value.column == "price" and not (tmp_path / "out").exists()

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from ..errors import Llm4esError
 from ..schema import EventSchema
 from .bank import BANK_DATASETS, bank_files
-from .base import FILE, ROW, _blank_to_null, read_table
+from .base import EVENT_TIME, FILE, ROW, _blank_to_null, read_table, require_columns
 
 SHARD = "__shard"
 FILE_SOURCES = (*BANK_DATASETS, "csv", "parquet")
@@ -190,9 +190,11 @@ def partition_events(
     scans = [scan_table(path, schema.encoding, folder / "_plain") for path in files]
     events = pl.concat(scans, how="diagonal_relaxed") if len(scans) > 1 else scans[0]
     present = events.collect_schema().names()
-    if schema.user_id not in present:
-        wanted = [c for c in present if c not in (ROW, FILE)]
-        raise Llm4esError(f"missing column; the file has {wanted}", file=str(files[0]), column=schema.user_id)
+    needed = [schema.user_id, schema.time.column]
+    needed += [f.source_column for f in schema.fields if f.name != EVENT_TIME]
+    require_columns(pl.DataFrame(schema={c: pl.Utf8 for c in present}), needed, ", ".join(map(str, files)))
+    labels = [lb.source_column for lb in schema.labels if lb.source_column in present]
+    events = events.select(list(dict.fromkeys([*needed, *labels, ROW, FILE])))  # only what build_users reads
     count = events.select(_blank_to_null(pl.col(schema.user_id)).drop_nulls().n_unique().alias("users"))
     events = events.with_columns(shard_expression(schema.user_id, num_shards))
     if len(shards) < num_shards:
