@@ -215,8 +215,10 @@ def serialize_part(events: int, num_shards: int, raw: Path | None, workdir: Path
         flush=True,
     )
 
-    sharded = {split: pl.from_arrow(ds.data.table) for split, ds in load_corpus_config(output, "serialized").items()}
-    users = pl.concat([frame.select("user_id") for frame in sharded.values()])["user_id"]
+    def shards(split: str) -> pl.LazyFrame:  # read lazily: only the sampled users' texts are loaded
+        return pl.scan_parquet(output / "serialized" / f"{split}-*.parquet")
+
+    users = pl.concat([shards(split).select("user_id") for split in ("train", "test")]).collect()["user_id"]
     chosen = users.sample(min(sample, len(users)), seed=0).to_list()
     (workdir / "sample").mkdir()
     pl.scan_csv(raw / "train.csv", infer_schema=False).filter(pl.col("cl_id").is_in(chosen)).sink_csv(
@@ -227,7 +229,8 @@ def serialize_part(events: int, num_shards: int, raw: Path | None, workdir: Path
     )
     identical = True
     for split, frame in load_corpus_config(one_shot, "serialized").items():
-        ours = sharded[split].filter(pl.col("user_id").is_in(chosen)).select("user_id", "text").sort("user_id")
+        ours = shards(split).filter(pl.col("user_id").is_in(chosen)).select("user_id", "text").collect()
+        ours = ours.sort("user_id")
         theirs = pl.from_arrow(frame.data.table).select("user_id", "text").sort("user_id")
         identical &= ours.equals(theirs)
     print(f"texts and splits of {len(chosen)} sampled users identical to the in-memory path: {identical}")
