@@ -23,6 +23,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .artifacts import CONFIGS, TEXT_COLUMNS, load_corpus_config
@@ -264,12 +265,18 @@ def _mix(
     for split, base in serialized.items():
         parts = []
         if include_base or split != "train" or not enriched_rows:
-            parts.append(base.add_column("variant", ["base"] * len(base)).select_columns(columns))
+            parts.append(_with_variant(base, "base").select_columns(columns))
         if split == "train":
             for variant, ds in enriched_rows.items():
-                parts.append(ds.add_column("variant", [variant] * len(ds)).select_columns(columns))
+                parts.append(_with_variant(ds, variant).select_columns(columns))
         out[split] = datasets.concatenate_datasets([p.cast(parts[0].features) for p in parts])
     return datasets.DatasetDict(out)
+
+
+def _with_variant(ds: datasets.Dataset, variant: str) -> datasets.Dataset:
+    """``ds`` with a constant ``variant`` column (``add_column`` fails on an empty split in datasets 5)."""
+    table = ds.with_format("arrow")[:]
+    return datasets.Dataset(table.append_column("variant", pa.array([variant] * len(ds), pa.string())))
 
 
 def write_dataset_card(

@@ -228,11 +228,10 @@ def _write_shard(
         test = held_out(ids, eligible_users(texts, label), test_size=source.test_size, seed=source.seed)
         columns = [c for c in TEXT_COLUMNS + [lb.name for lb in schema.labels] if c in texts.column_names]
         for split, rows in (("train", np.flatnonzero(~test)), ("test", np.flatnonzero(test))):
-            counts[split] = len(rows)
-            if len(rows):
-                part = texts.take(rows)
-                _write_parquet(part.select(columns), output / "serialized", split, shard, num_shards)
-                _write_parquet(part, output / "users", split, shard, num_shards)
+            counts[split] = len(rows)  # both files even when empty: every split exists, one schema throughout
+            part = texts.take(rows)
+            _write_parquet(part.select(columns), output / "serialized", split, shard, num_shards)
+            _write_parquet(part, output / "users", split, shard, num_shards)
     stats = {
         "shard": shard,
         "source": report.to_dict(),

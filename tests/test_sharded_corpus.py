@@ -159,3 +159,15 @@ def test_missing_column_is_named_before_any_shard(tmp_path):
     with pytest.raises(Llm4esError, match="missing column") as err:
         build_corpus(CorpusConfig(output_dir=str(tmp_path / "out"), num_shards=2, **common))
     assert err.value.column == "price" and not (tmp_path / "out").exists()
+
+
+def test_label_file_and_code_files_of_a_bank_source(gender_dir, tmp_path):
+    """Gender: labels come from their own file (read whole, split by shard), codes from the input folder."""
+    common = {"source": "gender", "input": str(gender_dir), "tokenizer": "", "test_size": 0.5}
+    one = build_corpus(CorpusConfig(output_dir=str(tmp_path / "one"), num_shards=1, **common))
+    many = build_corpus(CorpusConfig(output_dir=str(tmp_path / "many"), num_shards=2, **common))
+    for split in ("train", "test"):  # each labeled user on its own: both may well be in one split
+        assert rows(many, split).equals(rows(one, split))
+    assert "Своя категория" in "".join(pl.concat([rows(many, "train"), rows(many, "test")])["text"])  # {input} codes
+    reports = [json.loads((f / "corpus_summary.json").read_text())["source"] for f in (one, many)]
+    assert reports[0]["users_without_events"] == reports[1]["users_without_events"] == 1
