@@ -60,7 +60,8 @@ def test_cli_end_to_end(corpus, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| aggregates | lightgbm |" in printed and "| random | lightgbm |" in printed
     data = json.loads((out / "report.json").read_text())
-    assert data["split"] == "corpus" and data["n_test"] == 100 and data["baseline"] == "aggregates/lightgbm"
+    assert data["split"] == "corpus" and data["n_test"] == len(users["test"]) > 50
+    assert data["baseline"] == "aggregates/lightgbm"
     scores = {row["features"]: row["test_mean"] for row in data["rows"]}
     assert scores["aggregates"] > 0.75
     assert abs(scores["random"] - 0.5) < 0.15
