@@ -152,6 +152,8 @@ def _file_identity(path: Path) -> dict[str, Any]:
 
 def _refuse_foreign(output: Path, fingerprint: dict[str, Any]) -> None:
     """Refuse a folder holding another run's shards, or a one-shot corpus, before writing anything."""
+    # listed before the manifest is read: another rank writes files only after its manifest
+    existing = [p for p in ("serialized", "enriched", "users", "corpus_summary.json") if (output / p).exists()]
     manifest = output / MANIFEST
     if manifest.exists():
         theirs = json.loads(manifest.read_text())
@@ -164,7 +166,6 @@ def _refuse_foreign(output: Path, fingerprint: dict[str, Any]) -> None:
                 key=differ[0],
             )
         return
-    existing = [p for p in ("serialized", "enriched", "users", "corpus_summary.json") if (output / p).exists()]
     if existing:
         raise Llm4esError(
             f"the folder holds a corpus that was not built in shards ({', '.join(existing)}); give another "
