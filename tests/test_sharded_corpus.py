@@ -171,3 +171,15 @@ def test_label_file_and_code_files_of_a_bank_source(gender_dir, tmp_path):
     assert "Своя категория" in "".join(pl.concat([rows(many, "train"), rows(many, "test")])["text"])  # {input} codes
     reports = [json.loads((f / "corpus_summary.json").read_text())["source"] for f in (one, many)]
     assert reports[0]["users_without_events"] == reports[1]["users_without_events"] == 1
+
+
+def test_a_sharded_corpus_publishes_its_one_config(raw_rosbank, loopback_hub, tmp_path):
+    from llm4es_hf.hub import publish_corpus
+
+    out = build_corpus(config(raw_rosbank, tmp_path / "c", num_shards=2))
+    publish_corpus(out, "org/sharded")
+    files = loopback_hub.files("org/sharded", "dataset")
+    assert any(name.startswith("serialized/train-") for name in files)
+    assert not any(name.startswith(("enriched/", "users/", "shards/")) for name in files)
+    remote = datasets.load_dataset("org/sharded", "serialized")
+    assert len(remote["train"]) + len(remote["test"]) == 240
