@@ -79,6 +79,15 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def high_water_mb(pid: int) -> float:
+    """Peak resident memory so far of a running process in MiB (Linux ``VmHWM``; 0 once it is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024.0 for line in lines if line.startswith("VmHWM:")), 0.0)
+
+
 def latencies(fn, items) -> np.ndarray:  # noqa: ANN001 - a callable over one item
     times = np.empty(len(items))
     for i, item in enumerate(items):
@@ -204,9 +213,14 @@ def serialize_part(events: int, num_shards: int, raw: Path | None, workdir: Path
     command = [sys.executable, "-m", "llm4es_hf.cli", "corpus", "--source", "rosbank", "--input", str(raw)]
     command += ["--output_dir", str(output), "--num_shards", str(num_shards)]
     start = time.perf_counter()
-    subprocess.run(command, check=True, env={**os.environ, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"})
+    child = subprocess.Popen(command, env={**os.environ, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"})
+    child_rss = 0.0
+    while child.poll() is None:  # the child's own high-water mark: ru_maxrss of a child counts the parent's
+        child_rss = max(child_rss, high_water_mb(child.pid))  # pages it was forked with
+        time.sleep(0.2)
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, command)
     wall = time.perf_counter() - start
-    child_rss = peak_rss_mb(children=True)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = usage.ru_utime + usage.ru_stime
     print(
