@@ -26,7 +26,14 @@ synthetic users with a tiny model, killed with SIGKILL at a random point after i
 then rerun. ``embed_resume_exact`` is true when every user is there exactly once, the vectors equal
 an uninterrupted run's bit for bit, and no shard finished before the kill was redone.
 
-The serialize_* keys belong to a part of the issue not built here (streaming sources): they are null.
+Serialize (streaming sources): a synthetic Rosbank-format raw CSV of ``--serialize-events`` events
+(100 per user on average; written in blocks, or ``--serialize-raw FOLDER`` with a pre-generated
+``train.csv``) -> a sharded corpus with ``llm4es corpus --num_shards N`` in a child process (the
+shipped CLI, default tokenizer). Measured: the child's wall time (events/s end to end: raw file
+read lazily, users hash-partitioned, each shard validated, grouped, serialized, split and written)
+its CPU time (user + system: on a loaded machine the better guide) and its peak RSS.
+``serialize_texts_identical``: a sample of users, their raw rows cut out of the big
+file and built by the one-shot in-memory path, get the same text and the same split.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,6 +79,15 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def high_water_mb(pid: int) -> float:
+    """Peak resident memory so far of a running process in MiB (Linux ``VmHWM``; 0 once it is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024.0 for line in lines if line.startswith("VmHWM:")), 0.0)
 
 
 def latencies(fn, items) -> np.ndarray:  # noqa: ANN001 - a callable over one item
@@ -160,6 +178,97 @@ def index_part(users: int, dim: int, n_queries: int, k: int, kind: str, codec: s
     }
 
 
+def write_raw_events(folder: Path, events: int, seed: int = 0, block_users: int = 20_000) -> Path:
+    """A Rosbank-format ``train.csv`` of about ``events`` events, ~100 per user: one generated block
+    of users written again and again under new ids (generation is the slow part), shuffled per block."""
+    import polars as pl
+
+    from llm4es_hf.sources.synthetic import generate_rosbank
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "train.csv"
+    block_users = max(1, min(block_users, events // 100))
+    block = generate_rosbank(block_users, 100.0, seed=seed).with_columns(pl.col("cl_id").cast(pl.Int64))
+    written = 0
+    with open(path, "wb") as handle:
+        for index in range(max(1, round(events / len(block)))):
+            part = block.with_columns((pl.col("cl_id") + index * block_users).cast(pl.Utf8))
+            part.sample(fraction=1.0, shuffle=True, seed=index).write_csv(
+                handle, include_header=index == 0, null_value=""
+            )
+            written += len(part)
+    print(f"raw file: {written:,} events, {path.stat().st_size / 2**30:.2f} GiB", flush=True)
+    return path
+
+
+def serialize_part(events: int, num_shards: int, raw: Path | None, workdir: Path, sample: int) -> dict[str, object]:
+    """Raw CSV -> sharded corpus through `llm4es corpus --num_shards` in a child; a sample checked against
+    the in-memory path."""
+    import polars as pl
+
+    from llm4es_hf.artifacts import load_corpus_config
+    from llm4es_hf.corpus import CorpusConfig, build_corpus
+
+    raw = raw if raw is not None else write_raw_events(workdir / "raw", events).parent
+    rows = pl.scan_csv(raw / "train.csv", infer_schema=False).select(pl.len()).collect().item()
+    output = workdir / "sharded"
+    command = [sys.executable, "-m", "llm4es_hf.cli", "corpus", "--source", "rosbank", "--input", str(raw)]
+    command += ["--output_dir", str(output), "--num_shards", str(num_shards)]
+    start = time.perf_counter()
+    child = subprocess.Popen(command, env={**os.environ, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"})
+    child_rss = 0.0
+    while child.poll() is None:  # the child's own high-water mark: ru_maxrss of a child counts the parent's
+        child_rss = max(child_rss, high_water_mb(child.pid))  # pages it was forked with
+        time.sleep(0.2)
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, command)
+    wall = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime
+    print(
+        f"{rows:,} events -> {num_shards} shards in {wall:.1f} s ({rows / wall:,.0f} events/s), "
+        f"child peak RSS {child_rss:,.0f} MiB, CPU {cpu:.0f} s",
+        flush=True,
+    )
+
+    def shards(split: str) -> pl.LazyFrame:  # read lazily: only the sampled users' texts are loaded
+        return pl.scan_parquet(output / "serialized" / f"{split}-*.parquet")
+
+    users = pl.concat([shards(split).select("user_id") for split in ("train", "test")]).collect()["user_id"]
+    chosen = users.sample(min(sample, len(users)), seed=0).to_list()
+    (workdir / "sample").mkdir()
+    pl.scan_csv(raw / "train.csv", infer_schema=False).filter(pl.col("cl_id").is_in(chosen)).sink_csv(
+        workdir / "sample" / "train.csv"
+    )
+    one_shot = build_corpus(
+        CorpusConfig(
+            source="rosbank",
+            input=str(workdir / "sample"),
+            output_dir=str(workdir / "one"),
+            num_shards=1,
+            split_method="hash",  # the sharded path's split
+        )
+    )
+    identical = True
+    for split, frame in load_corpus_config(one_shot, "serialized").items():
+        ours = shards(split).filter(pl.col("user_id").is_in(chosen)).select("user_id", "text").collect()
+        ours = ours.sort("user_id")
+        theirs = pl.from_arrow(frame.data.table).select("user_id", "text").sort("user_id")
+        identical &= ours.equals(theirs)
+    print(f"texts and splits of {len(chosen)} sampled users identical to the in-memory path: {identical}")
+    return {
+        "serialize_events": rows,
+        "serialize_shards": num_shards,
+        "serialize_s": round(wall, 1),
+        "serialize_cpu_s": round(cpu, 1),
+        "serialize_events_per_cpu_s": round(rows / cpu),
+        "serialize_peak_rss_mb": round(child_rss),
+        "serialize_events_per_s": round(rows / wall),
+        "serialize_texts_identical": identical,
+        "serialize_sample_users": len(chosen),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=1_000_000, help="users in the index (1M by default)")
@@ -174,18 +283,28 @@ def main() -> None:
     parser.add_argument("--embed-shards", type=int, default=8, help="shards per split in the embedding-resume check")
     parser.add_argument("--embed-seed", type=int, default=None, help="kill point seed (default: drawn, printed)")
     parser.add_argument("--skip-embed", action="store_true")
+    parser.add_argument("--skip-serialize", action="store_true")
+    parser.add_argument("--serialize-events", type=int, default=10_000_000, help="raw events to shard (see README)")
+    parser.add_argument("--serialize-shards", type=int, default=None, help="shards (default: ~2.5M events each)")
+    parser.add_argument("--serialize-raw", type=Path, default=None, help="folder with a pre-generated train.csv")
+    parser.add_argument("--serialize-sample", type=int, default=300, help="users checked against the in-memory path")
     args = parser.parse_args()
 
     print(f"hardware: {describe()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; load {os.getloadavg()}")
     print("precision: float32 vectors, SQ8 codes (8-bit per dimension) in the compressed index")
     fields: dict[str, object] = {
         "benchmark": "scale",
-        "serialize_events": None,  # streaming sources: not built on this branch
+        "serialize_events": None,
         "serialize_peak_rss_mb": None,
         "serialize_events_per_s": None,
         "embed_resume_exact": None,
     }
     with tempfile.TemporaryDirectory(prefix="llm4es-scale-") as tmp:
+        if not args.skip_serialize:
+            shards = args.serialize_shards or max(2, round(args.serialize_events / 2_500_000))
+            fields.update(
+                serialize_part(args.serialize_events, shards, args.serialize_raw, Path(tmp), args.serialize_sample)
+            )
         if not args.skip_index:
             fields.update(index_part(args.users, args.dim, args.queries, args.k, args.kind, args.ivf_codec, Path(tmp)))
         if not args.skip_faults:

@@ -37,6 +37,7 @@ from .schema import EventSchema, load_schema, save_schema
 ROW = "__line"
 FILE = "__file"
 CONFIGS = ("serialized", "enriched")
+CORPUS_COLUMNS = ["user_id", "text", "n_events", "n_events_kept", "n_tokens"]  # a corpus config's columns
 INDEX_FILES = ("index.faiss", "users.parquet", "projection.npz", "index.json")
 EMBEDDING_SETTINGS = "llm4es_embedding.json"
 SERIALIZATION_SETTINGS = "llm4es_serialization.json"
@@ -126,27 +127,37 @@ def load_corpus_config(path_or_repo: str | Path, config: str) -> datasets.Datase
     config)`` on a *different* folder of the same name with the same file names returned the rows
     cached for the first one (seen with two corpora both called ``corpus``).
     """
-    files = config_files(path_or_repo, config)
-    if files:
-        return datasets.DatasetDict(
-            {
-                split: datasets.Dataset(pa.concat_tables([pq.read_table(p) for p in paths]))
-                for split, paths in files.items()
-            }
-        )
+    local = parquet_splits(Path(path_or_repo) / config)
+    if local is not None:
+        return local
     try:
         return datasets.load_dataset(str(path_or_repo), config)
     except (FileNotFoundError, ValueError, OSError) as err:
         raise Llm4esError(f"cannot load corpus {str(path_or_repo)!r} config {config!r}: {err}", key="corpus") from err
 
 
-def config_files(path_or_repo: str | Path, config: str) -> dict[str, list[Path]]:
-    """The Parquet files of one config of a local corpus folder, by split (``<split>-*.parquet``,
-    sorted); {} for a Hub id or a folder without them."""
+def split_files(folder: Path) -> dict[str, list[Path]]:
+    """The ``<split>-*.parquet`` files of a folder by split, sorted; {} when there are none."""
     files: dict[str, list[Path]] = {}
-    for path in sorted((Path(path_or_repo) / config).glob("*.parquet")):
+    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
         files.setdefault(path.name.split("-")[0], []).append(path)
     return files
+
+
+def config_files(path_or_repo: str | Path, config: str) -> dict[str, list[Path]]:
+    """The Parquet files of one config of a local corpus folder, by split; {} for a Hub id or a
+    folder without them."""
+    return split_files(Path(path_or_repo) / config)
+
+
+def parquet_splits(folder: Path) -> datasets.DatasetDict | None:
+    """The ``<split>-*.parquet`` files of a folder as one Dataset per split (None when there are none)."""
+    files = split_files(folder)
+    if not files:
+        return None
+    return datasets.DatasetDict(
+        {split: datasets.Dataset(pa.concat_tables([pq.read_table(p) for p in paths])) for split, paths in files.items()}
+    )
 
 
 TEXT_COLUMNS = ("user_id", "text")
@@ -553,14 +564,19 @@ def _users_folder(folder: Path) -> Path | None:
 
 
 def load_corpus_users(folder: str | Path) -> tuple[Any, Any]:
-    """``(users DatasetDict, EventSchema)`` of a corpus folder (``users/`` + ``schema.yaml``)."""
+    """``(users DatasetDict, EventSchema)`` of a corpus folder (``users/`` + ``schema.yaml``); ``users/``
+    is a saved DatasetDict (one-shot corpora) or ``<split>-0000k-of-0000N.parquet`` shards."""
     folder = Path(folder)
     users_folder = _users_folder(folder) if folder.is_dir() else None
-    if users_folder is None:
-        raise Llm4esError("not a corpus folder (expected users/ with a saved DatasetDict)", file=folder)
+    sharded = parquet_splits(folder / "users") if users_folder is None else None
+    if users_folder is None and sharded is None:
+        raise Llm4esError(
+            "not a corpus folder (expected users/ with a saved DatasetDict or <split>-*.parquet shards)", file=folder
+        )
     if not (folder / "schema.yaml").exists():
         raise Llm4esError("the corpus folder has no schema.yaml", file=folder)
-    return datasets.load_from_disk(str(users_folder)), load_schema(folder / "schema.yaml")
+    users = sharded if sharded is not None else datasets.load_from_disk(str(users_folder))
+    return users, load_schema(folder / "schema.yaml")
 
 
 def load_labels(source: str | Path) -> Labels:

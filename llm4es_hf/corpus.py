@@ -16,26 +16,28 @@ re-serialization), the enrichment cache and the user-id salt.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from .artifacts import CONFIGS, load_corpus_config
+from .artifacts import CONFIGS, CORPUS_COLUMNS, load_corpus_config
 from .assets import template_path
 from .enrich import VARIANTS, EnrichmentCache, GenerationConfig, build_messages, enrich_texts, pick_users
 from .errors import Llm4esError
 from .models import load_tokenizer
 from .schema import EventSchema, save_schema
 from .serialize import SerializationConfig, Serializer, SerializeSummary, summarize
+from .sharded_corpus import MANIFEST, auto_num_shards, build_sharded, merge_stats
 from .sources import SourceConfig, SourceResult
 
 __all__ = ["CONFIGS", "CorpusConfig", "build_corpus", "load_corpus_config", "write_dataset_card"]
 LOCAL_ONLY = ["users/*", "users/**", "enrich_cache.sqlite*", ".user_id_salt", "*.lock"]
-TEXT_COLUMNS = ["user_id", "text", "n_events", "n_events_kept", "n_tokens"]
 
 
 @dataclass
@@ -76,6 +78,15 @@ class CorpusConfig(SourceConfig, SerializationConfig, GenerationConfig):
     hub_repo_id: str | None = field(default=None, metadata={"help": "org/name of the Hub data set"})
     hub_private: bool = field(default=True, metadata={"help": "publish as a private data set"})
     hash_user_ids: bool = field(default=True, metadata={"help": "publish salted hashes instead of user ids"})
+    num_shards: int | None = field(
+        default=None,
+        metadata={
+            "help": "N > 1: read the raw files lazily, hash users into N shards and write "
+            "serialized/<split>-0000k-of-0000N.parquet shard by shard (peak memory follows the shard size; "
+            "ranks of accelerate launch/torchrun take disjoint shards; a rerun resumes); 1: in memory; "
+            "default: shards of ~128 MB of raw input above 1 GB, else in memory"
+        },
+    )
 
     def variants(self) -> dict[str, float]:
         """Parse ``enrich_variants`` into {variant: fraction}, validating each entry."""
@@ -97,11 +108,32 @@ class CorpusConfig(SourceConfig, SerializationConfig, GenerationConfig):
 
 
 def build_corpus(config: CorpusConfig) -> Path:
-    """Serialize, enrich and write a corpus folder (see the module docstring)."""
+    """Serialize, enrich and write a corpus folder (see the module docstring); in shards when
+    ``num_shards`` > 1 (``sharded_corpus``: the ``serialized`` config only)."""
     if not config.output_dir:
         raise Llm4esError("--output-dir is required", key="output_dir")
     variants = config.variants()  # validate before any work
     output = Path(config.output_dir)
+    num_shards = config.num_shards if config.num_shards is not None else auto_num_shards(config)
+    if num_shards != 1:
+        if variants:
+            raise Llm4esError(
+                "enrichment runs on the one-shot path only: build a sharded corpus without --enrich_variants",
+                key="enrich_variants",
+            )
+        if config.split_method not in (None, "hash"):
+            raise Llm4esError(
+                f"a corpus built in shards splits users by a hash of their id: split_method {config.split_method!r} "
+                "needs --num_shards 1",
+                key="split_method",
+            )
+        return _build_sharded(config, output, num_shards)
+    if (output / MANIFEST).exists():
+        raise Llm4esError(
+            "the folder holds a corpus built in shards; rerun with its --num_shards to resume it, or give "
+            "another --output_dir (or delete this one) to build it in one go",
+            file=output,
+        )
     output.mkdir(parents=True, exist_ok=True)
 
     serialized_users = serialize_users(config, config)
@@ -113,7 +145,7 @@ def build_corpus(config: CorpusConfig) -> Path:
     label_columns = [lb.name for lb in schema.labels]
     serialized = datasets.DatasetDict(
         {
-            split: ds.select_columns([c for c in TEXT_COLUMNS + label_columns if c in ds.column_names])
+            split: ds.select_columns([c for c in CORPUS_COLUMNS + label_columns if c in ds.column_names])
             for split, ds in users.items()
         }
     )
@@ -143,6 +175,22 @@ def build_corpus(config: CorpusConfig) -> Path:
     }
     (output / "corpus_summary.json").write_text(json.dumps(info, indent=2, default=str))
     write_dataset_card(output, schema, info)
+    return output
+
+
+def _build_sharded(config: CorpusConfig, output: Path, num_shards: int) -> Path:
+    """This rank's shards; the summary and card once every shard of the folder is finished."""
+    tokenizer = load_tokenizer(config.tokenizer) if config.tokenizer else None
+    built = build_sharded(config, config, output, num_shards, tokenizer)
+    save_schema(built.schema, output / "schema.yaml")
+    if not built.complete:
+        print(f"{len(built.done)} of {num_shards} shards done; the other ranks write the rest")
+        return output
+    info = {"config": asdict(config), **merge_stats(output, num_shards), "enrichment": {}, "enriched_variants": {}}
+    temporary = output / f".corpus_summary.{os.getpid()}.json"
+    temporary.write_text(json.dumps(info, indent=2, default=str))
+    temporary.replace(output / "corpus_summary.json")
+    write_dataset_card(output, built.schema, info, configs=("serialized",))
     return output
 
 
@@ -223,23 +271,31 @@ def _mix(
     for split, base in serialized.items():
         parts = []
         if include_base or split != "train" or not enriched_rows:
-            parts.append(base.add_column("variant", ["base"] * len(base)).select_columns(columns))
+            parts.append(_with_variant(base, "base").select_columns(columns))
         if split == "train":
             for variant, ds in enriched_rows.items():
-                parts.append(ds.add_column("variant", [variant] * len(ds)).select_columns(columns))
+                parts.append(_with_variant(ds, variant).select_columns(columns))
         out[split] = datasets.concatenate_datasets([p.cast(parts[0].features) for p in parts])
     return datasets.DatasetDict(out)
 
 
-def write_dataset_card(folder: Path, schema: EventSchema, info: dict[str, Any]) -> None:
+def _with_variant(ds: datasets.Dataset, variant: str) -> datasets.Dataset:
+    """``ds`` with a constant ``variant`` column (``add_column`` fails on an empty split in datasets 5)."""
+    table = ds.with_format("arrow")[:]
+    return datasets.Dataset(table.append_column("variant", pa.array([variant] * len(ds), pa.string())))
+
+
+def write_dataset_card(
+    folder: Path, schema: EventSchema, info: dict[str, Any], configs: tuple[str, ...] = CONFIGS
+) -> None:
     """Render templates/dataset_card.md into README.md, with the `configs` metadata for load_dataset."""
-    configs = [
+    config_list = [
         {
             "config_name": name,
             "data_files": [{"split": split, "path": f"{name}/{split}-*.parquet"} for split in ("train", "test")],
             **({"default": True} if name == "serialized" else {}),
         }
-        for name in CONFIGS
+        for name in configs
     ]
     pretty_name = f"LLM4ES corpus: {schema.name}"
     card_data = DatasetCardData(
@@ -247,7 +303,7 @@ def write_dataset_card(folder: Path, schema: EventSchema, info: dict[str, Any]) 
         pretty_name=pretty_name,
         tags=["llm4es", "event-sequences", "user-embeddings", schema.name],
         task_categories=["text-generation"],
-        configs=configs,
+        configs=config_list,
     )
     card = DatasetCard.from_template(
         card_data,

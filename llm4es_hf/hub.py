@@ -332,9 +332,10 @@ def publish_corpus(
     with tempfile.TemporaryDirectory(prefix="llm4es-publish-") as staging:
         stage = Path(staging)
         infos = datasets.info.DatasetInfosDict()
-        for config in CONFIGS:
-            if not (folder / config).is_dir():
-                raise Llm4esError(f"corpus has no {config!r} config folder", file=folder)
+        configs = [config for config in CONFIGS if (folder / config).is_dir()]  # sharded corpora: serialized only
+        if "serialized" not in configs:
+            raise Llm4esError("corpus has no 'serialized' config folder", file=folder)
+        for config in configs:
             splits = load_corpus_config(folder, config)
             split_infos = datasets.SplitDict()
             for split, ds in splits.items():

@@ -133,6 +133,7 @@ def test_enrichment_where_every_rewrite_fails_keeps_the_plain_texts(tmp_path, to
         max_retries=0,
     )
     enriched = load_corpus_config(build_corpus(config), "enriched")
-    assert set(enriched["train"]["variant"]) == {"base"} and len(enriched["train"]) == 4
+    train = len(load_corpus_config(tmp_path / "corpus", "serialized")["train"])
+    assert set(enriched["train"]["variant"]) == {"base"} and len(enriched["train"]) == train >= 3
     summary = json.loads((tmp_path / "corpus" / "corpus_summary.json").read_text())
-    assert summary["enrichment"]["variants"]["free"]["failed"] == 4
+    assert summary["enrichment"]["variants"]["free"]["failed"] == train

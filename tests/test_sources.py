@@ -195,6 +195,14 @@ def test_split_is_seeded_disjoint_and_holds_out_labeled_users(rosbank_dir):
     assert not set(first["test"]["user_id"]) & set(first["train"]["user_id"])
     assert len(first["test"]) == 40
     assert split_users(users, test_size=0.2, seed=1)["test"]["user_id"] != first["test"]["user_id"]
+    hashed = split_users(users, test_size=0.2, seed=42, method="hash")  # each user on its own
+    assert 25 <= len(hashed["test"]) <= 55 and not set(hashed["test"]["user_id"]) & set(hashed["train"]["user_id"])
+    alone = split_users(users.select(range(0, 200, 2)), test_size=0.2, seed=42, method="hash")
+    assert set(alone["test"]["user_id"]) == set(hashed["test"]["user_id"]) & set(
+        users.select(range(0, 200, 2))["user_id"]
+    )
+    with pytest.raises(Llm4esError, match="unknown split method"):
+        split_users(users, method="random")
     partly = load_source("rosbank", input=rosbank_dir).users
     split = split_users(partly, test_size=0.5, label="target_flag")
     assert "7" not in split["test"]["user_id"]  # unlabeled users only train

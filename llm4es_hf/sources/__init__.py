@@ -15,8 +15,18 @@ import polars as pl
 from ..errors import Llm4esError
 from ..schema import EventSchema, load_schema
 from .bank import BANK_DATASETS, read_bank
-from .base import SourceReport, build_users, read_table, split_users
+from .base import (
+    SourceReport,
+    build_users,
+    eligible_users,
+    group_users,
+    held_out,
+    read_table,
+    split_users,
+    stable_hash,
+)
 from .movielens import read_movielens
+from .stream import check_same_columns, input_files
 from .synthetic import generate_rosbank
 
 SOURCES = ("movielens", "rosbank", "gender", "age", "synthetic", "csv", "parquet")
@@ -28,7 +38,8 @@ class SourceConfig:
 
     source: str = field(default="movielens", metadata={"help": f"where the events come from: one of {list(SOURCES)}"})
     input: str | None = field(
-        default=None, metadata={"help": "raw file (csv/parquet) or folder (ml-1m, rosbank, gender, age)"}
+        default=None,
+        metadata={"help": "raw file, folder or glob of files (csv/parquet), or folder (ml-1m, rosbank, gender, age)"},
     )
     schema: str | None = field(
         default=None,
@@ -41,6 +52,13 @@ class SourceConfig:
     test_size: float = field(default=0.1, metadata={"help": "fraction of (labeled) users held out"})
     split_label: str | None = field(
         default=None, metadata={"help": "draw test users among users with this label (default: the first)"}
+    )
+    split_method: str | None = field(
+        default=None,
+        metadata={
+            "help": "shuffle (default in memory): exactly test_size of a seeded permutation; hash (sharded corpora): "
+            "each user by a seeded hash of its id; pass hash to an in-memory build to get a sharded build's split"
+        },
     )
 
     def load(self) -> SourceResult:
@@ -58,7 +76,9 @@ class SourceConfig:
     def split(self, texts: datasets.Dataset, schema: EventSchema) -> datasets.DatasetDict:
         """The seeded train/test split of users (test users drawn among labeled ones)."""
         label = self.split_label or (schema.labels[0].name if schema.labels else None)
-        return split_users(texts, test_size=self.test_size, seed=self.seed, label=label)
+        return split_users(
+            texts, test_size=self.test_size, seed=self.seed, label=label, method=self.split_method or "shuffle"
+        )
 
 
 @dataclass
@@ -88,16 +108,7 @@ def load_source(
     - ``csv`` / ``parquet``: ``input`` = an events file, ``schema`` required, ``labels``
       an optional user table (else labels are read from the events file).
     """
-    if name not in SOURCES:
-        raise Llm4esError(f"unknown source {name!r}; choose one of {list(SOURCES)}", key="source")
-    if isinstance(schema, EventSchema):
-        event_schema = schema
-    elif schema is not None:
-        event_schema = load_schema(schema)
-    elif name in ("csv", "parquet"):
-        raise Llm4esError(f"source {name!r} needs --schema FILE describing the columns", key="schema")
-    else:
-        event_schema = load_schema("rosbank" if name == "synthetic" else name)
+    event_schema = source_schema(name, schema)
     report = SourceReport(source=name)
     events, label_frame = _read(name, event_schema, input, labels, synthetic_users, synthetic_events_per_user, seed)
     if "__file" in events.columns:
@@ -106,6 +117,19 @@ def load_source(
         report.files += sorted(set(label_frame["__file"].unique().to_list()))
     users = build_users(events, event_schema, report, label_frame)
     return SourceResult(users=users, schema=event_schema, report=report)
+
+
+def source_schema(name: str, schema: str | Path | EventSchema | None) -> EventSchema:
+    """The EventSchema of a source: the one given (object, file or built-in name), else the built-in one."""
+    if name not in SOURCES:
+        raise Llm4esError(f"unknown source {name!r}; choose one of {list(SOURCES)}", key="source")
+    if isinstance(schema, EventSchema):
+        return schema
+    if schema is not None:
+        return load_schema(schema)
+    if name in ("csv", "parquet"):
+        raise Llm4esError(f"source {name!r} needs --schema FILE describing the columns", key="schema")
+    return load_schema("rosbank" if name == "synthetic" else name)
 
 
 def _read(
@@ -127,7 +151,10 @@ def _read(
         return frame, None
     if input is None:
         raise Llm4esError(f"source {name!r} needs --input FILE", key="input")
-    events = read_table(input, encoding=schema.encoding)
+    files = input_files(input)
+    check_same_columns(files, schema.encoding)
+    frames = [read_table(path, encoding=schema.encoding) for path in files]
+    events = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
     return events, read_table(labels, encoding=schema.encoding) if labels else None
 
 
@@ -137,7 +164,12 @@ __all__ = [
     "SourceReport",
     "SourceResult",
     "build_users",
+    "eligible_users",
+    "group_users",
+    "held_out",
     "load_source",
     "read_table",
+    "source_schema",
     "split_users",
+    "stable_hash",
 ]

@@ -64,24 +64,28 @@ def dataset_folder(name: str, input_dir: str | Path | None) -> Path:
         ) from err
 
 
-def read_bank(name: str, schema: EventSchema, input_dir: str | Path | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """Raw events and labels of a bank data set. The schema's ``{input}`` code files
-    (the data set's own description files) resolve against the folder read."""
+def bank_files(name: str, input_dir: str | Path | None) -> tuple[Path, list[Path], Path | None]:
+    """The folder of a bank data set, its event files (in reading order) and its label file."""
     files = BANK_DATASETS[name]
     folder = dataset_folder(name, input_dir)
-    frames = []
+    events = []
     for file_name in files.events + files.optional_events:
         path = find_file(folder, file_name)
         if path is None and file_name in files.events:
             raise Llm4esError(f"missing {file_name} (or {file_name}.gz)", file=folder)
         if path is not None:
-            frames.append(read_table(path, encoding=schema.encoding))
-    events = pl.concat(frames, how="diagonal_relaxed")
-    labels = None
-    if files.labels:
-        path = find_file(folder, files.labels)
-        if path is None:
-            raise Llm4esError(f"missing label file {files.labels}", file=folder)
-        labels = read_table(path, encoding=schema.encoding)
+            events.append(path)
+    labels = find_file(folder, files.labels) if files.labels else None
+    if files.labels and labels is None:
+        raise Llm4esError(f"missing label file {files.labels}", file=folder)
+    return folder, events, labels
+
+
+def read_bank(name: str, schema: EventSchema, input_dir: str | Path | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Raw events and labels of a bank data set. The schema's ``{input}`` code files
+    (the data set's own description files) resolve against the folder read."""
+    folder, event_paths, label_path = bank_files(name, input_dir)
+    events = pl.concat([read_table(p, encoding=schema.encoding) for p in event_paths], how="diagonal_relaxed")
+    labels = read_table(label_path, encoding=schema.encoding) if label_path is not None else None
     schema.input_dir = folder
     return events, labels

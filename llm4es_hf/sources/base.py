@@ -12,12 +12,25 @@ from dataclasses import asdict, dataclass, field
 import datasets
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from ..artifacts import FILE, NA_VALUES, ROW, read_table, require_columns
 from ..errors import Llm4esError
 from ..schema import EventSchema
 
-__all__ = ["FILE", "ROW", "SourceReport", "build_users", "read_table", "require_columns", "split_users"]
+__all__ = [
+    "FILE",
+    "ROW",
+    "SourceReport",
+    "build_users",
+    "eligible_users",
+    "group_users",
+    "read_table",
+    "require_columns",
+    "split_users",
+    "stable_hash",
+    "held_out",
+]
 EVENT_TIME = "event_time"
 SECONDS_PER_DAY = 86400.0
 
@@ -107,6 +120,16 @@ def build_users(
     ``labels``, when given, holds the schema's user id column and label columns (one
     row per user); otherwise label columns are read from the events (first value per user).
     """
+    return datasets.Dataset(group_users(events, schema, report, labels))
+
+
+def group_users(
+    events: pl.DataFrame,
+    schema: EventSchema,
+    report: SourceReport,
+    labels: pl.DataFrame | None = None,
+) -> pa.Table:
+    """``build_users`` as an Arrow table (a Dataset fingerprints its table, seconds per million events)."""
     where = ", ".join(sorted(set(events[FILE].unique().to_list()))) if len(events) else "events"
     field_specs = [f for f in schema.fields if f.name != EVENT_TIME]
     label_source = labels if labels is not None else events
@@ -162,9 +185,13 @@ def build_users(
         report.drop("duplicate event", int(duplicated.sum()))
         frame = frame.filter(~duplicated)
 
-    frame = frame.sort(["user_id", EVENT_TIME], maintain_order=True)
-    users = frame.group_by("user_id", maintain_order=True).agg(
-        pl.col(EVENT_TIME), *[pl.col(f.name) for f in field_specs]
+    # users sorted by id, each user's events by time (ties in file order): sorting within the groups
+    # gathers every column once, where sorting the whole frame first gathered it twice
+    event_columns = [EVENT_TIME] + [f.name for f in field_specs]
+    users = (
+        frame.group_by("user_id")
+        .agg(pl.col(event_columns).sort_by(EVENT_TIME, maintain_order=True))
+        .sort("user_id", maintain_order=True)
     )
     users = users.with_columns(pl.col(EVENT_TIME).list.len().alias("n_events"))
 
@@ -184,30 +211,102 @@ def build_users(
     report.events = int(users["n_events"].sum()) if len(users) else 0
     if not len(users):
         raise Llm4esError("no user has any valid event", file=where)
-    return datasets.Dataset(users.to_arrow())
+    return users.to_arrow()
 
 
-def split_users(
-    users: datasets.Dataset, *, test_size: float = 0.1, seed: int = 42, label: str | None = None
-) -> datasets.DatasetDict:
-    """Split users into train/test, seeded; the test users are drawn among labeled users.
+def stable_hash(values: pl.Series, seed: int = 0) -> np.ndarray:
+    """A 64-bit hash of each string, the same on every machine and library version.
 
-    Unlabeled users (when ``label`` is given) all go to train: they still serve
-    fine-tuning, while evaluation needs labels on the held-out users.
+    FNV-1a over the UTF-8 bytes, seeded, then the splitmix64 finalizer so every bit mixes;
+    vectorized over the values (one numpy step per byte position). polars' own ``hash`` is
+    faster but may change between polars versions, so it serves only within one run.
+    """
+    strings = values.cast(pl.Utf8).fill_null("").to_arrow().cast(pa.large_string())
+    if isinstance(strings, pa.ChunkedArray):
+        strings = strings.combine_chunks()
+    n = len(strings)
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int64)[strings.offset : strings.offset + n + 1]
+    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8) if strings.buffers()[2] else np.zeros(0, np.uint8)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    hashed = np.full(n, _splitmix64(np.array([_FNV_OFFSET ^ seed], dtype=np.uint64))[0], dtype=np.uint64)
+    live = np.flatnonzero(lengths > 0)
+    for position in range(int(lengths.max()) if n else 0):
+        live = live[lengths[live] > position]
+        hashed[live] = (hashed[live] ^ data[starts[live] + position]) * _FNV_PRIME
+    return _splitmix64(hashed)
+
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def held_out(user_ids: pl.Series, eligible: np.ndarray, *, test_size: float, seed: int) -> np.ndarray:
+    """Which users are held out: each eligible user on its own, by a seeded hash of its id.
+
+    A user's split depends only on its id, the seed and ``test_size``, never on the other
+    users, so a corpus built shard by shard, on any number of machines, splits exactly as
+    one built in memory; about ``test_size`` of the eligible users are held out.
     """
     if not 0.0 < test_size < 1.0:
         raise Llm4esError(f"test_size must be in (0, 1), got {test_size}", key="test_size")
-    ids = np.asarray(users["user_id"])
-    eligible = np.ones(len(ids), dtype=bool)
-    if label is not None:
-        eligible = np.asarray([v is not None for v in users[label]])
-    candidates = np.flatnonzero(eligible)
-    order = candidates[np.argsort(ids[candidates], kind="stable")]
-    rng = np.random.default_rng(seed)
-    shuffled = rng.permutation(order)
-    n_test = max(1, int(round(len(candidates) * test_size)))
-    test_mask = np.zeros(len(ids), dtype=bool)
-    test_mask[shuffled[:n_test]] = True
+    uniform = (stable_hash(user_ids, seed) >> np.uint64(11)).astype(np.float64) / float(2**53)
+    return np.asarray(eligible, dtype=bool) & (uniform < test_size)
+
+
+def eligible_users(users: datasets.Dataset | pa.Table, label: str | None) -> np.ndarray:
+    """Users that may be held out: those with a ``label`` value (all users without a label)."""
+    if label is None:
+        return np.ones(len(users), dtype=bool)
+    column = users.with_format("arrow")[label] if isinstance(users, datasets.Dataset) else users.column(label)
+    return pl.from_arrow(column).is_not_null().to_numpy()
+
+
+SPLIT_METHODS = ("shuffle", "hash")
+
+
+def split_users(
+    users: datasets.Dataset,
+    *,
+    test_size: float = 0.1,
+    seed: int = 42,
+    label: str | None = None,
+    method: str = "shuffle",
+) -> datasets.DatasetDict:
+    """Split users into train/test, seeded; the test users are drawn among labeled users.
+
+    ``shuffle`` holds out exactly ``round(test_size * n)`` users of a seeded permutation of the
+    eligible ids (the split every recorded figure was measured on); ``hash`` decides each user
+    on its own by a seeded hash of its id (``held_out``), so shards built apart split alike
+    (sharded corpora use it). Unlabeled users (when ``label`` is given) all go to train: they
+    still serve fine-tuning, while evaluation needs labels on the held-out users. At least one
+    user is held out.
+    """
+    if method not in SPLIT_METHODS:
+        raise Llm4esError(f"unknown split method {method!r}; choose one of {list(SPLIT_METHODS)}", key="split_method")
+    if not 0.0 < test_size < 1.0:
+        raise Llm4esError(f"test_size must be in (0, 1), got {test_size}", key="test_size")
+    eligible = eligible_users(users, label)
+    if method == "hash":
+        ids = pl.Series(users["user_id"], dtype=pl.Utf8)
+        test_mask = held_out(ids, eligible, test_size=test_size, seed=seed)
+        if not test_mask.any() and eligible.any():
+            hashes = np.where(eligible, stable_hash(ids, seed), np.iinfo(np.uint64).max)
+            test_mask[int(np.argmin(hashes))] = True
+    else:
+        ids = np.asarray(users["user_id"])
+        candidates = np.flatnonzero(eligible)
+        order = candidates[np.argsort(ids[candidates], kind="stable")]
+        shuffled = np.random.default_rng(seed).permutation(order)
+        test_mask = np.zeros(len(ids), dtype=bool)
+        test_mask[shuffled[: max(1, int(round(len(candidates) * test_size)))]] = True
     return datasets.DatasetDict(
         train=users.select(np.flatnonzero(~test_mask)), test=users.select(np.flatnonzero(test_mask))
     )
