@@ -33,11 +33,13 @@ setup: $(STAMP) $(COLES_STAMP)
 quickstart: $(STAMP)  # the CoLES environment is for the tests and `--baselines coles` only
 	$(OFFLINE) $(VENV)/bin/llm4es quickstart
 
+# Two pytest workers, one test file each at a time (pytest-xdist): the README-commands chain runs
+# in order on one of them while the other takes the rest.
 test: setup
-	$(OFFLINE) $(PY) -m pytest -q -ra
+	$(OFFLINE) $(PY) -m pytest -q -ra -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: setup
-	$(OFFLINE) $(PY) -m pytest -q -m "not slow"
+	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
 
 bench: setup
 	for script in benchmarks/*.py; do $(OFFLINE) $(PY) $$script || exit 1; done

@@ -18,6 +18,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 pytest_plugins = ["tests.loopback_hub", "tests.fake_openai"]
 
+# The longest chains first, so that under `pytest -n 2 --dist loadfile` (make test) they start at
+# once and the other worker takes the rest, instead of one of them starting last and running alone
+# (with --no-loadscope-reorder, xdist keeps this order).
+LONGEST_FIRST = ("test_readme_commands.py", "test_quickstart.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
