@@ -3,6 +3,7 @@ card, Hub push through the loopback server, and bad input caught before training
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -85,6 +86,26 @@ def test_tokenize_keeps_latest_tokens_and_appends_eos(tiny_tokenizer):
     assert report.truncated_users == 1 and report.users == 2
     right, _ = tokenize_for_lm(texts, tiny_tokenizer, max_length=6, truncation_side="right")
     assert right[0]["input_ids"] == full[:5] + [tiny_tokenizer.eos_token_id]
+
+
+def test_tokenize_keeps_the_bos_the_tokenizer_prepends(tiny_tokenizer):
+    """Like Gemma-3's tokenizer: add_bos_token is False, yet its post-processor prepends <bos>;
+    training texts must start with it as the texts embedded later do."""
+    from tokenizers import processors
+
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.add_special_tokens({"bos_token": "<bos>"})
+    bos = tokenizer.bos_token_id
+    prepend = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", bos)])
+    tokenizer._tokenizer.post_processor = prepend
+    assert not getattr(tokenizer, "add_bos_token", False) and tokenizer("a b")["input_ids"][0] == bos
+    texts = datasets.Dataset.from_dict({"text": ["a b c d e f g h i j k l m n o p", "short"]})
+    out, _ = tokenize_for_lm(texts, tokenizer, max_length=6)
+    full = tokenizer("a b c d e f g h i j k l m n o p", add_special_tokens=False)["input_ids"]
+    assert out[0]["input_ids"] == [bos] + full[-4:] + [tokenizer.eos_token_id]
+    assert out[1]["input_ids"][0] == bos
+    plain, _ = tokenize_for_lm(texts, tiny_tokenizer, max_length=6)
+    assert plain[1]["input_ids"][0] != bos
 
 
 def test_full_run_changes_weights_and_saves_card(tmp_path, tiny_model, tiny_corpus, capsys):
