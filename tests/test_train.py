@@ -3,7 +3,6 @@ card, Hub push through the loopback server, and bad input caught before training
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import os
@@ -12,6 +11,7 @@ import sys
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -21,6 +21,7 @@ from trl import ModelConfig
 from llm4es_hf.config import parse_config
 from llm4es_hf.errors import Llm4esError
 from llm4es_hf.train import LLM4ESSFTConfig, SFTScriptArguments, tokenize_for_lm
+from tests import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("sft_recipe", ROOT / "recipes" / "sft.py")
@@ -88,16 +89,13 @@ def test_tokenize_keeps_latest_tokens_and_appends_eos(tiny_tokenizer):
     assert right[0]["input_ids"] == full[:5] + [tiny_tokenizer.eos_token_id]
 
 
-def test_tokenize_keeps_the_bos_the_tokenizer_prepends(tiny_tokenizer):
+def test_tokenize_keeps_the_bos_the_tokenizer_prepends(tmp_path, tiny_tokenizer):
     """Like Gemma-3's tokenizer: add_bos_token is False, yet its post-processor prepends <bos>;
     training texts must start with it as the texts embedded later do."""
-    from tokenizers import processors
+    from transformers import AutoTokenizer
 
-    tokenizer = copy.deepcopy(tiny_tokenizer)
-    tokenizer.add_special_tokens({"bos_token": "<bos>"})
+    tokenizer = AutoTokenizer.from_pretrained(tiny.tiny_gemma3_dir(tmp_path / "gemma"))
     bos = tokenizer.bos_token_id
-    prepend = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", bos)])
-    tokenizer._tokenizer.post_processor = prepend
     assert not getattr(tokenizer, "add_bos_token", False) and tokenizer("a b")["input_ids"][0] == bos
     texts = datasets.Dataset.from_dict({"text": ["a b c d e f g h i j k l m n o p", "short"]})
     out, _ = tokenize_for_lm(texts, tokenizer, max_length=6)
@@ -205,6 +203,40 @@ def test_lora_run_merges_adapter(tmp_path, tiny_model, tiny_corpus):
     before = weights(tiny_model)
     assert set(after) == set(before)
     assert changed(before, after)
+
+
+def test_shipped_lora_recipe_trains_a_gemma3_that_exports_and_embeds(tmp_path, tiny_corpus):
+    """recipes/movielens/sft_lora.yaml on the bundled Gemma-3's architecture (a tiny random one):
+    its LoRA target modules exist, training starts each text with <bos>, the merged model exports
+    as a SentenceTransformer that reproduces the Embedder."""
+    from sentence_transformers import SentenceTransformer
+
+    from llm4es_hf.embed import Embedder, export_sentence_transformer
+
+    base = tiny.tiny_gemma3_dir(tmp_path / "gemma")
+    out = tmp_path / "lora"
+    recipe = ["--config", str(ROOT / "recipes" / "movielens" / "sft_lora.yaml"), "--corpus", str(tiny_corpus)]
+    code = sft_recipe.main(
+        [
+            *recipe,
+            "--model_name_or_path",
+            str(base),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "1",
+            "--warmup_steps",
+            "0",
+            *FAST,
+        ]
+    )
+    assert code == 0 and not (out / "adapter_config.json").exists()
+    assert changed(weights(base), weights(out))
+    export_sentence_transformer(out, max_length=32)
+    texts = ["Movie|Rating (1-5)\nToy Story, 5\nFargo, 3", "Movie|Rating (1-5)\nHeat, 2"]
+    ours = Embedder(str(out), dtype="fp32", max_length=32).encode(texts, progress=False)
+    st = SentenceTransformer(str(out), device="cpu").encode(texts)
+    assert ours.shape == (2, 32) and np.allclose(ours, st, atol=1e-4)
 
 
 def test_resume_from_last_checkpoint(tmp_path, tiny_model, tiny_corpus):
