@@ -19,7 +19,9 @@ from ..errors import Llm4esError
 class EmbedConfig:
     """Options of `llm4es embed`."""
 
-    model: str | None = field(default=None, metadata={"help": "model folder, Hub id, or bundled name (smollm2-135m)"})
+    model: str | None = field(
+        default=None, metadata={"help": "model folder, Hub id, or bundled name (smollm2-135m, gemma3-270m)"}
+    )
     corpus: str | None = field(default=None, metadata={"help": "corpus folder or Hub data set id (plain texts)"})
     output: str | None = field(default=None, metadata={"help": "Parquet file to write (user_id, split, embedding)"})
     corpus_config: str = field(default="serialized", metadata={"help": "corpus config holding the plain texts"})
