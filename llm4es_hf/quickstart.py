@@ -36,7 +36,14 @@ class QuickstartConfig:
     """The quickstart's budget, sized to fit 20 minutes on 2 CPU cores (embedding 2 x 943 viewers dominates)."""
 
     output_dir: str = field(default="outputs/quickstart", metadata={"help": "where every artifact goes"})
-    model: str = field(default="smollm2-135m", metadata={"help": "base model: bundled name, folder or Hub id"})
+    model: str = field(
+        default="smollm2-135m",
+        metadata={"help": "base model: bundled name (smollm2-135m, gemma3-270m), folder or Hub id"},
+    )
+    generator: str = field(
+        default="smollm2-135m",
+        metadata={"help": "enrichment LLM: an instruct model with a chat template (gemma3-270m is a pretrained one)"},
+    )
     # "title, stars" per rating: 2.5x more history per token than date/title/genres/rating, and
     # frozen SmolLM2 gender ROC-AUC 0.73 instead of 0.60 at 512 tokens (benchmarks/quality_movielens.py)
     schema: str = field(
@@ -59,6 +66,11 @@ class QuickstartConfig:
     enrich_new_tokens: int = field(default=128, metadata={"help": "tokens each rewrite may have"})
     embed_batch_size: int = field(default=8, metadata={"help": "texts per embedding forward pass"})
     target: str = field(default="gender", metadata={"help": "label to evaluate (gender, age, occupation)"})
+
+
+def base_label(model: str) -> str:
+    """Short name of the base model for result rows: ``smollm2-135m`` -> ``smollm2``, ``org/Gemma-3`` -> ``gemma``."""
+    return Path(model.rstrip("/")).name.split("-")[0].lower() or "base"
 
 
 def quickstart(config: QuickstartConfig) -> dict:
@@ -88,7 +100,7 @@ def quickstart(config: QuickstartConfig) -> dict:
             enrich_variants=["free:0.2"],
             enrich_max_users=config.enrich_users,
             enrich_max_tokens=min(256, config.max_tokens),
-            generator=config.model,
+            generator=config.generator,
             max_new_tokens=config.enrich_new_tokens,
             batch_size=config.enrich_users,
             max_retries=1,
@@ -126,7 +138,8 @@ def quickstart(config: QuickstartConfig) -> dict:
     console.rule("[bold]4. Embed every viewer (frozen and fine-tuned model)")
     texts = load_texts(str(corpus_dir), "serialized")
     files = {}
-    for name, path in (("frozen-smollm2", resolve_model(config.model)), ("llm4es-finetuned", str(model_dir))):
+    frozen = f"frozen-{base_label(config.model)}"
+    for name, path in ((frozen, resolve_model(config.model)), ("llm4es-finetuned", str(model_dir))):
         embedder = Embedder(path, max_length=config.max_tokens)
         vectors = embed_dataset(embedder, texts, batch_size=config.embed_batch_size)
         files[name] = out / f"{name}.parquet"
@@ -181,7 +194,7 @@ def quickstart(config: QuickstartConfig) -> dict:
             "—" if row.pooled_p is None else f"{row.pooled_p:.2g}",
         )
     console.print(table)
-    gain = report.compare("llm4es-finetuned/lightgbm", "frozen-smollm2/lightgbm").out_of_fold
+    gain = report.compare("llm4es-finetuned/lightgbm", f"{frozen}/lightgbm").out_of_fold
     console.print(
         f"fine-tuned vs frozen (LightGBM, out-of-fold): {gain.delta:+.3f} "
         f"[{gain.ci95[0]:+.3f}, {gain.ci95[1]:+.3f}], p {gain.p_value:.2g}"

@@ -148,6 +148,16 @@ class TokenizationReport:
         )
 
 
+def leading_special_ids(tokenizer: Any) -> list[int]:
+    """The ids the tokenizer puts before every text (``<bos>`` for Gemma and Llama, none for SmolLM2),
+    found by tokenizing a probe: ``add_bos_token`` is not reliable (Gemma-3's tokenizer converted
+    from GGUF reports False and still prepends ``<bos>`` through its post-processor)."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    start = next((i for i in range(len(full) - len(plain) + 1) if full[i : i + len(plain)] == plain), 0)
+    return list(full[:start])
+
+
 def tokenize_for_lm(
     texts: datasets.Dataset, tokenizer: Any, *, max_length: int, truncation_side: str = "left"
 ) -> tuple[datasets.Dataset, TokenizationReport]:
@@ -157,7 +167,7 @@ def tokenize_for_lm(
     if tokenizer.eos_token_id is None:
         raise Llm4esError("the tokenizer has no EOS token; set one (SFTConfig.eos_token)", key="eos_token")
     eos = tokenizer.eos_token_id
-    bos = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id else []
+    bos = leading_special_ids(tokenizer)
 
     def encode(batch: dict) -> dict:
         ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]

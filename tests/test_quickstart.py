@@ -64,3 +64,15 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     example = Path(__file__).resolve().parents[1] / "spaces" / "llm4es-demo" / "examples" / "viewer.csv"
     text, neighbors, _, _ = demo.new_events(str(example), None, 5, "age")
     assert text.startswith("Movie|Rating") and "Blade Runner" in text and len(neighbors) == 5
+
+
+def test_frozen_row_is_named_after_the_base_model():
+    from llm4es_hf.quickstart import QuickstartConfig, base_label
+
+    assert [base_label(m) for m in ("smollm2-135m", "gemma3-270m", "google/gemma-3-270m", "/x/My-Model/")] == [
+        "smollm2",
+        "gemma3",
+        "gemma",
+        "my",
+    ]
+    assert QuickstartConfig(model="gemma3-270m").generator == "smollm2-135m"  # Gemma-3-270m has no chat template

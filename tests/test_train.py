@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -20,6 +21,7 @@ from trl import ModelConfig
 from llm4es_hf.config import parse_config
 from llm4es_hf.errors import Llm4esError
 from llm4es_hf.train import LLM4ESSFTConfig, SFTScriptArguments, tokenize_for_lm
+from tests import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("sft_recipe", ROOT / "recipes" / "sft.py")
@@ -85,6 +87,23 @@ def test_tokenize_keeps_latest_tokens_and_appends_eos(tiny_tokenizer):
     assert report.truncated_users == 1 and report.users == 2
     right, _ = tokenize_for_lm(texts, tiny_tokenizer, max_length=6, truncation_side="right")
     assert right[0]["input_ids"] == full[:5] + [tiny_tokenizer.eos_token_id]
+
+
+def test_tokenize_keeps_the_bos_the_tokenizer_prepends(tmp_path, tiny_tokenizer):
+    """Like Gemma-3's tokenizer: add_bos_token is False, yet its post-processor prepends <bos>;
+    training texts must start with it as the texts embedded later do."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny.tiny_gemma3_dir(tmp_path / "gemma"))
+    bos = tokenizer.bos_token_id
+    assert not getattr(tokenizer, "add_bos_token", False) and tokenizer("a b")["input_ids"][0] == bos
+    texts = datasets.Dataset.from_dict({"text": ["a b c d e f g h i j k l m n o p", "short"]})
+    out, _ = tokenize_for_lm(texts, tokenizer, max_length=6)
+    full = tokenizer("a b c d e f g h i j k l m n o p", add_special_tokens=False)["input_ids"]
+    assert out[0]["input_ids"] == [bos] + full[-4:] + [tokenizer.eos_token_id]
+    assert out[1]["input_ids"][0] == bos
+    plain, _ = tokenize_for_lm(texts, tiny_tokenizer, max_length=6)
+    assert plain[1]["input_ids"][0] != bos
 
 
 def test_full_run_changes_weights_and_saves_card(tmp_path, tiny_model, tiny_corpus, capsys):
@@ -184,6 +203,40 @@ def test_lora_run_merges_adapter(tmp_path, tiny_model, tiny_corpus):
     before = weights(tiny_model)
     assert set(after) == set(before)
     assert changed(before, after)
+
+
+def test_shipped_lora_recipe_trains_a_gemma3_that_exports_and_embeds(tmp_path, tiny_corpus):
+    """recipes/movielens/sft_lora.yaml on the bundled Gemma-3's architecture (a tiny random one):
+    its LoRA target modules exist, training starts each text with <bos>, the merged model exports
+    as a SentenceTransformer that reproduces the Embedder."""
+    from sentence_transformers import SentenceTransformer
+
+    from llm4es_hf.embed import Embedder, export_sentence_transformer
+
+    base = tiny.tiny_gemma3_dir(tmp_path / "gemma")
+    out = tmp_path / "lora"
+    recipe = ["--config", str(ROOT / "recipes" / "movielens" / "sft_lora.yaml"), "--corpus", str(tiny_corpus)]
+    code = sft_recipe.main(
+        [
+            *recipe,
+            "--model_name_or_path",
+            str(base),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "1",
+            "--warmup_steps",
+            "0",
+            *FAST,
+        ]
+    )
+    assert code == 0 and not (out / "adapter_config.json").exists()
+    assert changed(weights(base), weights(out))
+    export_sentence_transformer(out, max_length=32)
+    texts = ["Movie|Rating (1-5)\nToy Story, 5\nFargo, 3", "Movie|Rating (1-5)\nHeat, 2"]
+    ours = Embedder(str(out), dtype="fp32", max_length=32).encode(texts, progress=False)
+    st = SentenceTransformer(str(out), device="cpu").encode(texts)
+    assert ours.shape == (2, 32) and np.allclose(ours, st, atol=1e-4)
 
 
 def test_resume_from_last_checkpoint(tmp_path, tiny_model, tiny_corpus):

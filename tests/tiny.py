@@ -55,6 +55,40 @@ def tiny_model_dir(folder: Path, *, layers: int = 3, seed: int = 0) -> Path:
     return folder
 
 
+def tiny_gemma3_dir(folder: Path, *, seed: int = 0) -> Path:
+    """A random 2-layer Gemma-3 (one sliding, one full attention layer) whose tokenizer, like
+    Gemma's, prepends ``<bos>`` through its post-processor while ``add_bos_token`` stays False:
+    the architecture of the bundled gemma3-270m in seconds."""
+    from tokenizers import processors
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = tiny_tokenizer()
+    tokenizer.add_special_tokens({"bos_token": "<bos>"})
+    bos = tokenizer.bos_token_id
+    tokenizer._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", bos)]
+    )
+    torch.manual_seed(seed)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=4096,
+        bos_token_id=bos,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    Gemma3ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def tiny_taste_corpus(folder: Path, *, n_users: int = 40, n_events: int = 24, seed: int = 0) -> Path:
     """A corpus folder (users/ DatasetDict + the MovieLens compact schema) of viewers who each rate
     their own few films: slices of one viewer share titles, other viewers' do not, which is what a

@@ -37,7 +37,9 @@ from ..hardware import process_state
 class EmbedConfig:
     """Options of `llm4es embed`."""
 
-    model: str | None = field(default=None, metadata={"help": "model folder, Hub id, or bundled name (smollm2-135m)"})
+    model: str | None = field(
+        default=None, metadata={"help": "model folder, Hub id, or bundled name (smollm2-135m, gemma3-270m)"}
+    )
     corpus: str | None = field(default=None, metadata={"help": "corpus folder or Hub data set id (plain texts)"})
     output: str | None = field(
         default=None,
