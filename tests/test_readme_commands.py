@@ -70,7 +70,7 @@ BUDGETS: list[tuple[str, list[str]]] = [
             "no",
         ],
     ),
-    (r"^llm4es embed\b", ["--max-length", "32", "--batch-size", "32"]),
+    (r"^llm4es embed\b", ["--max-length", "16", "--batch-size", "64"]),
     (r"^llm4es evaluate\b", ["--folds", "2"]),
     (
         r"\brecipes/contrastive\.py\b",
