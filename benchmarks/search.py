@@ -17,6 +17,7 @@ import time
 import numpy as np
 from _common import peak_rss_mb, report
 
+from llm4es_hf.hardware import describe
 from llm4es_hf.search import UserIndex
 
 
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("-k", type=int, default=10)
     args = parser.parse_args()
+    print(f"hardware: {describe()}; precision: float32 vectors")
 
     matrix = synthetic_users(args.users, args.dim)
     ids = np.array([f"user-{i}" for i in range(args.users)])

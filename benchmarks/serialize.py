@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import peak_rss_mb, report, timed  # noqa: E402
 
+from llm4es_hf.hardware import describe  # noqa: E402
 from llm4es_hf.serialize import Serializer, serialize_users_rowwise  # noqa: E402
 from llm4es_hf.sources import load_source  # noqa: E402
 
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--events-per-user", type=int, default=100)
     parser.add_argument("--big-users", type=int, default=100_000, help="users of the 10M-event memory run (0: skip)")
     args = parser.parse_args()
+    print(f"hardware: {describe()}; precision: no model (text formatting only)")
 
     source = load_source("synthetic", synthetic_users=args.users, synthetic_events_per_user=args.events_per_user)
     users, schema = source.users, source.schema
