@@ -33,7 +33,7 @@ console = Console()
 
 @dataclass
 class QuickstartConfig:
-    """The quickstart's budget, sized to fit 20 minutes on 2 CPU cores (embedding 2 x 943 viewers dominates)."""
+    """The quickstart's budget: embedding 2 x 943 viewers at 256 tokens dominates (see docs/cli.md for times)."""
 
     output_dir: str = field(default="outputs/quickstart", metadata={"help": "where every artifact goes"})
     model: str = field(
