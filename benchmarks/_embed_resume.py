@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -110,6 +111,7 @@ def embed_resume_part(workdir: Path, users: int, shards: int, seed: int | None, 
 
     killed = workdir / "killed"
     for attempt in range(1, tries + 1):
+        shutil.rmtree(killed, ignore_errors=True)  # every try starts from nothing, not from the last one's shards
         delay = rng.uniform(0.0, 0.9 * (total - first))
         process = subprocess.Popen(
             _command(model, workdir / "corpus", killed, shards),
@@ -123,8 +125,9 @@ def embed_resume_part(workdir: Path, users: int, shards: int, seed: int | None, 
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             process.wait()
-            break
-        print(f"try {attempt}: the run ended before the kill ({delay:.2f} s after its first shard); again")
+            if len(_shards(killed)) < n_shards:  # a kill after the last shard leaves nothing to resume
+                break
+        print(f"try {attempt}: every shard was written before the kill ({delay:.2f} s after the first); again")
     else:
         return {"embed_resume_exact": None, "embed_resume_note": f"no kill landed in {tries} tries"}
     before = _shards(killed)
