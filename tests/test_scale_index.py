@@ -160,6 +160,16 @@ def test_fastscan_codec_reranks_with_sq8(large, tmp_path):
     assert loaded.neighbors_of("u11", 10).equals(fast.neighbors_of("u11", 10))
 
 
+def test_auto_codec_is_fastscan_from_256_dims():
+    settings = IvfSettings()
+    assert settings.codec == "auto"
+    assert [settings.codec_for(d) for d in (64, 255, 256, 576)] == ["SQ8", "SQ8", "fastscan", "fastscan"]
+    assert IvfSettings(codec="SQ8").codec_for(576) == "SQ8"
+    matrix, _ = embedding_like(3_000, dim=256, seed=2)
+    built = UserIndex.build([str(i) for i in range(len(matrix))], matrix, kind="ivf", ivf=IvfSettings(nlist=16))
+    assert built.info["ivf"]["codec"] == "fastscan" and built.info["ivf"]["factory"] == "IVF16,PQ128x4fsr,Refine(SQ8)"
+
+
 @pytest.mark.parametrize(
     ("settings", "message", "key"),
     [
@@ -185,6 +195,6 @@ def test_a_failed_build_leaves_the_existing_index_folder_alone(tmp_path, capsys)
     assert main(argv) == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()}
     assert main([*argv, "--kind", "ivf", "--ivf-codec", "nope"]) == 2
-    assert "ivf codec must be fastscan, SQ8" in capsys.readouterr().err
+    assert "ivf codec must be auto, fastscan, SQ8" in capsys.readouterr().err
     assert main([*argv, "--kind", "ivf", "--ivf-nlist", "999999"]) == 2
     assert {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()} == before

@@ -40,7 +40,8 @@ class IndexConfig:
     ivf_codec: str = field(
         default=IvfSettings.codec,
         metadata={
-            "help": "ivf: SQ8 (1 byte per dimension), fastscan (4-bit PQ scan + SQ8 re-rank, faster), PQ<m> (m bytes)"
+            "help": "ivf: auto (fastscan from 256 dims, else SQ8), fastscan (4-bit PQ scan + SQ8 re-rank), "
+            "SQ8 (1 byte per dimension), PQ<m> (m bytes)"
         },
     )
     ivf_nlist: int = field(default=0, metadata={"help": "ivf: inverted lists (0: about 2*sqrt(users))"})

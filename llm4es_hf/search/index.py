@@ -42,7 +42,8 @@ HNSW_MAX_USERS = 250_000  # HNSW keeps every float: ~0.64 GB at 250k x 576 dims
 HNSW_NEIGHBORS = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
-_CODEC = re.compile(r"^(fastscan|SQ8|SQ6|SQ4|SQfp16|PQ\d+(x\d+)?)$")
+_CODEC = re.compile(r"^(auto|fastscan|SQ8|SQ6|SQ4|SQfp16|PQ\d+(x\d+)?)$")
+FASTSCAN_MIN_DIM = 256  # auto codec: fastscan from here up, SQ8 below (see IvfSettings)
 REFINE_K_FACTOR = 16  # fastscan: candidates re-ranked with the SQ8 codes, per neighbour asked
 _ADD_BATCH = 65_536
 
@@ -51,18 +52,20 @@ _ADD_BATCH = 65_536
 class IvfSettings:
     """How the compressed (``ivf``) index is made.
 
-    ``codec``: ``SQ8`` (default) scans 8-bit codes of the residuals to the list centres (one
-    byte per dimension); ``fastscan`` scans 4-bit product-quantized residuals (dim/2
-    sub-quantizers, SIMD look-ups, ~4x faster per list at 576 dims) and re-ranks the best 16k
-    candidates with SQ8 codes of the vectors (not residuals: recall a point or two lower on
-    small dimensions); ``PQ<m>``: m bytes, smaller and less exact. ``nlist`` (inverted
+    ``codec``: ``fastscan`` scans 4-bit product-quantized residuals to the list centres (dim/2
+    sub-quantizers, SIMD look-ups) and re-ranks the best 16k candidates with SQ8 codes of the
+    vectors; at 1M users x 576 dims it answers in 3.7 ms where ``SQ8`` (8-bit codes of the
+    residuals, one byte per dimension) takes 8.8 ms, at the same recall (benchmarks/scale.py).
+    Re-ranking with codes of the vectors, not residuals, caps its recall on small dimensions
+    (0.96 at 64), so ``auto`` (default) is fastscan from FASTSCAN_MIN_DIM dimensions up and SQ8
+    below; ``PQ<m>``: m bytes, smaller and less exact. ``nlist`` (inverted
     lists, 0 = about 2*sqrt(users), a power of two) and ``train_size`` (k-means sample, 0 =
     50 per list, at most 200k) bound the build time. ``nprobe`` (lists visited per query) is
     the smallest power of two whose recall@``calibration_k`` on ``calibration_queries``
     indexed users, against exact search, reaches ``target_recall``; 0 = choose it so.
     """
 
-    codec: str = "SQ8"
+    codec: str = "auto"
     nlist: int = 0
     train_size: int = 0
     nprobe: int = 0
@@ -76,7 +79,7 @@ class IvfSettings:
         """Refuse settings FAISS would choke on, naming the option."""
         if not _CODEC.match(self.codec):
             raise Llm4esError(
-                f"ivf codec must be fastscan, SQ8, SQ6, SQ4, SQfp16 or PQ<m> (e.g. PQ64), got {self.codec!r}",
+                f"ivf codec must be auto, fastscan, SQ8, SQ6, SQ4, SQfp16 or PQ<m> (e.g. PQ64), got {self.codec!r}",
                 key="ivf_codec",
             )
         if self.nlist < 0 or self.nlist > n_users:
@@ -91,6 +94,12 @@ class IvfSettings:
             raise Llm4esError(f"ivf nprobe must be 0 (calibrate) or positive, got {self.nprobe}", key="ivf_nprobe")
         if not 0.0 < self.target_recall <= 1.0:
             raise Llm4esError(f"ivf target recall must be in (0, 1], got {self.target_recall}", key="ivf_target_recall")
+
+    def codec_for(self, dim: int) -> str:
+        """The codec used at this dimension (``auto`` resolved)."""
+        if self.codec != "auto":
+            return self.codec
+        return "fastscan" if dim >= FASTSCAN_MIN_DIM else "SQ8"
 
     def lists_for(self, n_users: int) -> int:
         """``nlist``, or about 2*sqrt(users) rounded to a power of two, with >= 39 users per list."""
@@ -141,16 +150,17 @@ def make_faiss_index(vectors: np.ndarray, kind: str, ivf: IvfSettings | None = N
 
 
 def _make_ivf_index(vectors: np.ndarray, settings: IvfSettings) -> tuple[Any, dict[str, Any]]:
-    """IVF + ``settings.codec`` codes of the residuals, k-means on a sample, a direct map (known
+    """IVF + ``settings.codec_for(dim)`` codes, k-means on a sample, a direct map (known
     users' vectors are reconstructed for `neighbors_of`), nprobe calibrated (see ``IvfSettings``)."""
     faiss = _faiss()
     n_users, dim = vectors.shape
     settings.check(n_users)
+    codec = settings.codec_for(dim)
     nlist = settings.lists_for(n_users)
     n_train = max(nlist, settings.sample_for(n_users, nlist))
     rng = np.random.default_rng(settings.seed)
     sample = vectors if n_train >= n_users else vectors[np.sort(rng.choice(n_users, n_train, replace=False))]
-    index = faiss.index_factory(dim, f"IVF{nlist},{_factory_codec(settings.codec, dim)}", faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(dim, f"IVF{nlist},{_factory_codec(codec, dim)}", faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.extract_index_ivf(index)
     ivf.cp.niter = settings.kmeans_iterations
     ivf.cp.seed = settings.seed
@@ -163,9 +173,7 @@ def _make_ivf_index(vectors: np.ndarray, settings: IvfSettings) -> tuple[Any, di
     try:
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
     except RuntimeError as err:  # e.g. PQ needs >= 256 training vectors per sub-quantizer
-        raise Llm4esError(
-            f"cannot train the {settings.codec} IVF index on {n_train:,} users: {err}", key="ivf_codec"
-        ) from err
+        raise Llm4esError(f"cannot train the {codec} IVF index on {n_train:,} users: {err}", key="ivf_codec") from err
     del sample
     for start in range(0, n_users, _ADD_BATCH):
         index.add(np.ascontiguousarray(vectors[start : start + _ADD_BATCH], dtype=np.float32))
@@ -178,8 +186,8 @@ def _make_ivf_index(vectors: np.ndarray, settings: IvfSettings) -> tuple[Any, di
     ivf.nprobe = calibration["nprobe"]
     info = {
         "ivf": {
-            "codec": settings.codec,
-            "factory": f"IVF{nlist},{_factory_codec(settings.codec, dim)}",
+            "codec": codec,
+            "factory": f"IVF{nlist},{_factory_codec(codec, dim)}",
             "nlist": nlist,
             "train_size": n_train,
             "kmeans_iterations": settings.kmeans_iterations,
