@@ -58,6 +58,23 @@ def test_serialize_own_csv(tmp_path, capsys, tiny_tokenizer):
     assert set(corpus) == {"train", "test"} and len(corpus["test"]) == 2
     assert all(n <= 60 for n in corpus["train"]["n_tokens"])
     assert corpus["train"][0]["text"].startswith("When|Item|Price\n")
+    assert "llm4es corpus --num_shards" not in capsys.readouterr().err  # a small input: no note
+
+
+def test_serialize_points_large_inputs_to_the_sharded_corpus(tmp_path, capsys, monkeypatch):
+    from llm4es_hf import sharded_corpus
+
+    monkeypatch.setattr(sharded_corpus, "STREAM_BYTES", 100)  # the input below counts as large
+    monkeypatch.setattr(sharded_corpus, "SHARD_BYTES", 1000)
+    (tmp_path / "schema.yaml").write_text(yaml.safe_dump(SHOP_SCHEMA))
+    rows = "".join(f"u{i % 7},2024-01-{1 + i % 28:02d} 10:00,{'AB'[i % 2]},{i}.5,{i % 2}\n" for i in range(70))
+    (tmp_path / "events.csv").write_text("customer,ts,item,price,churn\n" + rows)
+    argv = ["serialize", "--source", "csv", "--input", str(tmp_path / "events.csv")]
+    argv += ["--schema", str(tmp_path / "schema.yaml"), "--output", str(tmp_path / "out")]
+    assert main(argv) == 0
+    size = (tmp_path / "events.csv").stat().st_size
+    assert f"`llm4es corpus --num_shards {-(-size // 1000)}`" in capsys.readouterr().err
+    assert len(datasets.load_from_disk(str(tmp_path / "out"))["train"]) > 0  # and it still serializes
     assert (tmp_path / "out" / "schema.yaml").exists() and (tmp_path / "out" / "summary.json").exists()
 
 

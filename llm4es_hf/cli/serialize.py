@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from ..corpus import serialize_users
 from ..errors import Llm4esError
 from ..schema import save_schema
 from ..serialize import SerializationConfig
+from ..sharded_corpus import STREAM_BYTES, auto_num_shards
 from ..sources import SourceConfig, SourceReport
 
 
@@ -41,6 +43,14 @@ def print_source_report(report: SourceReport) -> None:
 def run(config: SerializeConfig) -> int:
     if not config.output:
         raise Llm4esError("--output is required (the folder to write)", key="output")
+    shards = auto_num_shards(config)
+    if shards > 1:  # the in-memory path reads every raw row at once; corpus streams them in shards
+        print(
+            f"note: the raw input is over {STREAM_BYTES / 2**30:.0f} GiB and `llm4es serialize` reads it whole "
+            f"into memory; `llm4es corpus --num_shards {shards}` (same options, --output_dir) streams it in "
+            "shards whose memory follows the shard size",
+            file=sys.stderr,
+        )
     result = serialize_users(config, config)
     output = Path(config.output)
     result.splits.save_to_disk(str(output))
