@@ -44,6 +44,7 @@ SKIPS: list[tuple[str, str]] = [
     (r"\"org/", "needs a model published on the Hub"),
     (r"spaces/llm4es-demo/app\.py", "a server that runs until stopped (test_space.py drives the Space)"),
     (r"outputs/quickstart/", "needs `make quickstart`'s outputs (test_quickstart.py runs the quickstart)"),
+    (r"libfakeintel", "the opt-in MKL shim for AMD CPUs: a C compiler, then the whole quickstart (test_quickstart.py)"),
     (
         r"\bgemma3-270m\b",
         "the larger bundled model: minutes per run on 2 cores (test_assets.py converts it and embeds with it)",
