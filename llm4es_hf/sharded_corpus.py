@@ -268,7 +268,8 @@ def _write_parquet(table: pa.Table, folder: Path, split: str, shard: int, num_sh
 
 
 def _token_sample(texts: pa.Table, tokenizer: Any) -> list[int]:
-    """Token lengths of the shard's first TOKEN_SAMPLE users (by id), for the corpus percentiles."""
+    """Token lengths for the corpus percentiles: every user's ``n_tokens`` when the serializer
+    counted them (a token budget), else the shard's first TOKEN_SAMPLE users (by id) tokenized."""
     if "n_tokens" in texts.column_names:
         return texts.column("n_tokens").to_pylist()
     if tokenizer is None or not len(texts):
