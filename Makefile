@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 \
 	GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: setup quickstart test test-fast bench lint clean
+.PHONY: setup quickstart test test-fast bench gpu-smoke lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ test-fast: setup
 
 bench: setup
 	for script in benchmarks/*.py; do $(OFFLINE) $(PY) $$script || exit 1; done
+
+# On a CUDA machine: the GPU code paths with tiny models (bf16, training, embedding, resume).
+gpu-smoke: setup
+	$(OFFLINE) $(PY) scripts/gpu_smoke.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -331,16 +331,13 @@ def run_contrastive(script_args: ContrastiveScriptArguments, training_args: Any,
     # The caller publishes once, at the end (cli/contrastive.py); the Trainer's own push would not
     # carry the card and the serialization settings.
     training_args.push_to_hub = False
-    throughput = ThroughputCallback()
+    # sentence-transformers' trainer does not count input tokens: count the slices' tokens seen
+    per_epoch = sum(len(ids) for ids in tokenizer(list(pairs["anchor"]) + list(pairs["positive"]))["input_ids"])
+    throughput = ThroughputCallback(tokens_per_epoch=per_epoch)
     trainer = SentenceTransformerTrainer(
         model=model, args=training_args, train_dataset=pairs, loss=loss, callbacks=[throughput]
     )
     trainer.train()
-    # sentence-transformers' trainer does not count input tokens: count the slices' tokens seen
-    summary = throughput.summary
-    per_epoch = sum(len(ids) for ids in tokenizer(list(pairs["anchor"]) + list(pairs["positive"]))["input_ids"])
-    summary["tokens"] = int(per_epoch * (summary.get("epochs") or 0.0))
-    summary["tokens_per_second"] = round(summary["tokens"] / max(summary.get("seconds") or 0.0, 1e-9), 1)
 
     output_dir = Path(training_args.output_dir)
     info = {

@@ -251,10 +251,14 @@ class LLM4ESSFTTrainer(SFTTrainer):
 
 
 class ThroughputCallback(TrainerCallback):
-    """Prints a one-line summary at the end (transformers already logs loss and tokens/s per log step)."""
+    """Prints a one-line summary at the end (transformers already logs loss and tokens/s per log step).
 
-    def __init__(self) -> None:
+    ``tokens_per_epoch``: for trainers that do not count input tokens (sentence-transformers'),
+    the tokens seen are this times the epochs run."""
+
+    def __init__(self, tokens_per_epoch: int | None = None) -> None:
         self.started = time.perf_counter()
+        self.tokens_per_epoch = tokens_per_epoch
         self.summary: dict[str, Any] = {}
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
@@ -263,14 +267,16 @@ class ThroughputCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
         elapsed = time.perf_counter() - self.started
         losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+        epochs = state.epoch or 0.0
+        tokens = state.num_input_tokens_seen if self.tokens_per_epoch is None else self.tokens_per_epoch * epochs
         self.summary = {
             "steps": state.global_step,
-            "epochs": round(state.epoch or 0.0, 2),
+            "epochs": round(epochs, 2),
             "first_loss": losses[0] if losses else None,
             "final_loss": losses[-1] if losses else None,
-            "tokens": int(state.num_input_tokens_seen),
+            "tokens": int(tokens),
             "seconds": round(elapsed, 1),
-            "tokens_per_second": round(state.num_input_tokens_seen / max(elapsed, 1e-9), 1),
+            "tokens_per_second": round(tokens / max(elapsed, 1e-9), 1),
         }
         if state.is_world_process_zero:
             s = self.summary

@@ -156,6 +156,8 @@ def test_tiny_run_lowers_its_loss_and_every_path_gives_the_same_vector(tmp_path,
     ]
     assert recipe.main(args) == 0, capsys.readouterr().err
     info = json.loads((out / "llm4es_training.json").read_text())
+    # the printed summary counts the slices' tokens too (the trainer itself counts none)
+    assert f"{info['training']['tokens']:,} tokens," in capsys.readouterr().out
     losses = [p["loss"] for p in info["loss_curve"]]
     assert len(losses) == 30  # 6 rounds x 40 users / 8 per batch
     assert np.mean(losses[-6:]) < np.mean(losses[:6]) - 0.5, losses

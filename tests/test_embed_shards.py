@@ -18,29 +18,15 @@ import llm4es_hf.embed as embed_module
 from llm4es_hf.artifacts import load_embeddings
 from llm4es_hf.cli import main
 from llm4es_hf.errors import Llm4esError
+from tests.tiny import SHARD_FILES as FILES
+from tests.tiny import write_sharded_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = {"train-00000-of-00002.parquet": 30, "train-00001-of-00002.parquet": 26, "test-00000-of-00001.parquet": 24}
-
-
-def write_corpus(folder: Path) -> Path:
-    """A corpus' serialized config: train in two files, test in one; texts of 1 to 12 events."""
-    rng = np.random.default_rng(0)
-    (folder / "serialized").mkdir(parents=True)
-    for name, n in FILES.items():
-        ids = [f"{name[:5]}{name[6:11]}-{i}" for i in range(n)]
-        texts = [
-            "Date|Movie|Rating\n"
-            + "\n".join(f"1997-09-{d + 1:02d}, Film {rng.integers(40)}, {rng.integers(1, 6)}" for d in range(k))
-            for k in rng.integers(1, 13, n)
-        ]
-        pl.DataFrame({"user_id": ids, "text": texts}).write_parquet(folder / "serialized" / name)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    return write_corpus(tmp_path_factory.mktemp("shards") / "corpus")
+    return write_sharded_corpus(tmp_path_factory.mktemp("shards") / "corpus")
 
 
 @pytest.fixture(scope="module")

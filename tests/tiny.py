@@ -128,3 +128,28 @@ def tiny_taste_corpus(folder: Path, *, n_users: int = 40, n_events: int = 24, se
             str(folder / "serialized" / f"{name}-00000-of-00001.parquet")
         )
     return folder
+
+
+SHARD_FILES = {
+    "train-00000-of-00002.parquet": 30,
+    "train-00001-of-00002.parquet": 26,
+    "test-00000-of-00001.parquet": 24,
+}
+
+
+def write_sharded_corpus(folder: Path) -> Path:
+    """A corpus' serialized config, sharded: train in two files, test in one; texts of 1 to 12 events."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(0)
+    (folder / "serialized").mkdir(parents=True)
+    for name, n in SHARD_FILES.items():
+        ids = [f"{name[:5]}{name[6:11]}-{i}" for i in range(n)]
+        texts = [
+            "Date|Movie|Rating\n"
+            + "\n".join(f"1997-09-{d + 1:02d}, Film {rng.integers(40)}, {rng.integers(1, 6)}" for d in range(k))
+            for k in rng.integers(1, 13, n)
+        ]
+        pl.DataFrame({"user_id": ids, "text": texts}).write_parquet(folder / "serialized" / name)
+    return folder
