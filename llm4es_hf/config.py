@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from argparse import ArgumentDefaultsHelpFormatter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,15 @@ import yaml
 from trl import TrlParser
 
 from .errors import Llm4esError
+
+
+class HelpFormatter(ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each default once: a help text that already says ``(default: ...)`` (e.g.
+    "the model's export, else 2048" for a ``None`` field) gets no second, literal one."""
+
+    def _get_help_string(self, action):  # noqa: ANN001, ANN202
+        help_text = action.help or ""
+        return help_text if "(default:" in help_text else super()._get_help_string(action)
 
 
 def parse_config(
@@ -49,7 +59,7 @@ def parse_config(
         unknown = sorted(set(data) - known)
         if unknown:
             raise Llm4esError(f"unknown key(s) {unknown}; see `{prog} --help` for the keys", file=path, key=unknown[0])
-    parser = TrlParser(list(dataclass_types), prog=prog, description=description)
+    parser = TrlParser(list(dataclass_types), prog=prog, description=description, formatter_class=HelpFormatter)
     try:
         return parser.parse_args_and_config(args)
     except ValueError as err:
