@@ -319,8 +319,10 @@ def run_contrastive(script_args: ContrastiveScriptArguments, training_args: Any,
             directions=("query_to_doc", "doc_to_query") if script_args.symmetric else ("query_to_doc",),
         )
     training_args.batch_sampler = round_batch_sampler(len(users))
+    # sentence-transformers' trainer does not count input tokens: the slices' tokens, once, for the
+    # summary line below and the one ThroughputCallback prints at the end
+    tokens = [len(ids) for ids in tokenizer(list(pairs["anchor"]) + list(pairs["positive"]))["input_ids"]]
     if state.is_main_process:
-        tokens = [len(ids) for ids in tokenizer(pairs["anchor"][:256] + pairs["positive"][:256])["input_ids"]]
         print(
             f"{len(users):,} users x {script_args.rounds} round(s) = {len(pairs):,} pairs of slices of "
             f"{script_args.min_events}-{script_args.max_events} events (<= {script_args.max_slice_tokens} tokens, "
@@ -331,9 +333,7 @@ def run_contrastive(script_args: ContrastiveScriptArguments, training_args: Any,
     # The caller publishes once, at the end (cli/contrastive.py); the Trainer's own push would not
     # carry the card and the serialization settings.
     training_args.push_to_hub = False
-    # sentence-transformers' trainer does not count input tokens: count the slices' tokens seen
-    per_epoch = sum(len(ids) for ids in tokenizer(list(pairs["anchor"]) + list(pairs["positive"]))["input_ids"])
-    throughput = ThroughputCallback(tokens_per_epoch=per_epoch)
+    throughput = ThroughputCallback(tokens_per_epoch=sum(tokens))
     trainer = SentenceTransformerTrainer(
         model=model, args=training_args, train_dataset=pairs, loss=loss, callbacks=[throughput]
     )
