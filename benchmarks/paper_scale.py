@@ -155,9 +155,9 @@ def peak_memory_gb() -> float:
     return peak_rss_mb() / 1024
 
 
-def model_config(tokenizer: Any, dry_run: bool) -> Any:
-    """Llama-3.2-3B's config (the tiny shape for a dry run) with the tokenizer's vocabulary and ids."""
-    data = json.loads(CONFIG.read_text())
+def model_config(path: Path, tokenizer: Any, dry_run: bool) -> Any:
+    """The model's config (the tiny shape for a dry run) with the tokenizer's vocabulary and ids."""
+    data = json.loads(path.read_text())
     if dry_run:
         data.update(TINY)
     data.update(
@@ -234,10 +234,136 @@ def sft_settings(overrides: dict[str, Any]) -> tuple[Any, Any, Any]:
     return load_recipe(types, None, **{**data, **overrides})
 
 
+def sft_phase(
+    corpus: Path, model_dir: Path, work: Path, params: dict[str, int], config: Any, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The shipped SFT recipe through run_sft, timed past the first step; a CUDA out-of-memory is a
+    result (``sft_error``), not a crash, so that the embedding figures still come."""
+    overrides = {
+        "corpus": str(corpus),
+        "corpus_config": "serialized",  # no enriched config without an LLM server
+        "model_name_or_path": str(model_dir),
+        "attn_implementation": args.attention,
+        "output_dir": str(work / "sft"),
+        "max_steps": args.steps,
+        "max_length": args.max_length,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "disable_tqdm": True,
+    }
+    script_args, training_args, model_args = sft_settings(overrides)
+    print(f"SFT: {SFT_RECIPE.relative_to(ROOT)} with {overrides}")
+    out: dict[str, Any] = {
+        "sft_recipe": str(SFT_RECIPE.relative_to(ROOT)),
+        "sft_max_length": args.max_length,
+        "sft_batch": f"{training_args.per_device_train_batch_size} per device x "
+        f"{training_args.gradient_accumulation_steps} accumulation",
+        "sft_activation_checkpointing": bool(
+            getattr(training_args, "activation_checkpointing", None) or training_args.gradient_checkpointing
+        ),
+        "sft_steps": args.steps,
+    }
+    timer = StepTimer()
+    reset_peak_memory()
+    try:
+        training = run_sft(script_args, training_args, model_args, callbacks=[timer])
+    except torch.OutOfMemoryError as err:
+        out.update(sft_error=f"out of memory: {str(err)[:300]}", sft_peak_memory_gb=round(peak_memory_gb(), 3))
+        out.update(sft_tokens_per_s=None, sft_mfu=None)
+        print(f"SFT: OUT OF MEMORY at max_length {args.max_length}: {err}")
+        return out
+    finally:
+        shutil.rmtree(work / "sft", ignore_errors=True)
+    peak_memory = peak_memory_gb()
+    rate, tokens, seconds = timer.steady_rate()
+    seq = training["tokenization"]["tokens"] / training["tokenization"]["users"]
+    width = config.num_attention_heads * config.head_dim
+    flops_per_token = 6 * (params["matmul_body"] + params["head"]) + 6 * config.num_hidden_layers * width * seq
+    peak, peak_source = peak_flops(torch.bfloat16 if training_args.bf16 else torch.float32, args.peak_tflops)
+    mfu = rate * flops_per_token / peak
+    print(
+        f"SFT: {rate:,.0f} tokens/s over steps 2-{args.steps} ({tokens:,} tokens in {seconds:.2f} s), peak memory "
+        f"{peak_memory:.2f} GiB, MFU {mfu:.3f} of {peak / 1e12:.3g} TFLOP/s ({peak_source}); precision "
+        f"{training['precision']}, loss {training['training']['first_loss']} -> {training['training']['final_loss']}"
+    )
+    out.update(
+        sft_precision=training["precision"],
+        sft_mean_tokens_per_user=round(seq, 1),
+        sft_tokens_per_s=round(rate, 1),
+        sft_peak_memory_gb=round(peak_memory, 3),
+        sft_mfu=round(mfu, 4),
+        peak_tflops=float(f"{peak / 1e12:.4g}"),
+        peak_source=peak_source,
+    )
+    return out
+
+
+def embed_phase(
+    texts: Any, model_dir: Path, params: dict[str, int], config: Any, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Our embedder at each length, timed past a one-text warm-up; out-of-memory per length is a result."""
+    rates, peaks, mfus, errors, attention = {}, {}, {}, {}, None
+    sample = texts.select(range(min(args.embed_users, len(texts))))
+    sample_texts = list(sample["text"])
+    width = config.num_attention_heads * config.head_dim
+    for length in args.embed_lengths:
+        key = str(length)
+        reset_peak_memory()
+        embedder = Embedder(str(model_dir), max_length=length)
+        attention = embedder.model.config._attn_implementation
+        tokens = sum(
+            len(row) for row in embedder.tokenizer(sample_texts, truncation=True, max_length=length)["input_ids"]
+        )
+        try:
+            embedder.encode(sample_texts[:1], batch_size=1, progress=False)  # warm-up
+            synchronize()
+            start = time.perf_counter()
+            vectors = embed_dataset(embedder, sample, batch_size=args.embed_batch_size)
+            synchronize()
+            seconds = time.perf_counter() - start
+        except torch.OutOfMemoryError as err:
+            errors[key] = f"out of memory: {str(err)[:300]}"
+            rates[key], mfus[key], peaks[key] = None, None, round(peak_memory_gb(), 3)
+            print(f"embed at {length:,} tokens: OUT OF MEMORY (batch {args.embed_batch_size}): {err}")
+            del embedder
+            continue
+        if vectors is None or vectors.shape[0] != len(sample) or not np.isfinite(vectors).all():
+            raise SystemExit(f"paper_scale: embedding at {length} tokens gave no or non-finite vectors")
+        mean_length = tokens / len(sample)
+        flops_per_token = 2 * params["matmul_body"] + 2 * config.num_hidden_layers * width * mean_length
+        peak, _ = peak_flops(embedder.dtype, args.peak_tflops)
+        rates[key], peaks[key] = round(tokens / seconds, 1), round(peak_memory_gb(), 3)
+        mfus[key] = round(tokens / seconds * flops_per_token / peak, 4)
+        print(
+            f"embed at {length:,} tokens: {len(sample)} texts of {mean_length:,.0f} tokens on average, "
+            f"{rates[key]:,.0f} tokens/s, peak memory {peaks[key]:.2f} GiB, MFU {mfus[key]:.3f} "
+            f"({str(embedder.dtype).replace('torch.', '')}, batch {args.embed_batch_size}, {attention})"
+        )
+        del embedder
+    out = {
+        "embed_attention": attention,
+        "embed_users": len(sample),
+        "embed_batch_size": args.embed_batch_size,
+        "embed_tokens_per_s": rates,
+        "embed_peak_memory_gb": peaks,
+        "embed_mfu": mfus,
+    }
+    return {**out, "embed_errors": errors} if errors else out
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="tiny shape, short lengths, 2 steps: runs on a CPU")
     parser.add_argument("--tokenizer", default="smollm2-135m", help="bundled name or tokenizer folder")
+    parser.add_argument(
+        "--model-config", default=str(CONFIG), help="a transformers config.json (default: Llama-3.2-3B)"
+    )
+    parser.add_argument("--max-length", type=int, default=None, help="SFT tokens per user (default: the recipe's)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps, the first is warm-up (default 6)")
     parser.add_argument("--embed-lengths", type=int, nargs="+", default=None, help="default 8192 16384")
     parser.add_argument("--embed-users", type=int, default=None, help="texts embedded per length (default 8)")
@@ -247,19 +373,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     dry = args.dry_run
-    steps = args.steps or (2 if dry else 6)
-    lengths = args.embed_lengths or ([64, 128] if dry else list(EMBED_LENGTHS))
-    embed_users = args.embed_users or (3 if dry else 8)
-    embed_batch = args.embed_batch_size or (2 if dry else 4)
     recipe = yaml.safe_load(SFT_RECIPE.read_text(encoding="utf-8"))
-    max_length = 64 if dry else int(recipe["max_length"])
+    args.steps = args.steps or (2 if dry else 6)
+    args.max_length = args.max_length or (64 if dry else int(recipe["max_length"]))
+    args.embed_lengths = args.embed_lengths or ([64, 128] if dry else list(EMBED_LENGTHS))
+    args.embed_users = args.embed_users or (3 if dry else 8)
+    args.embed_batch_size = args.embed_batch_size or (2 if dry else 4)
+    args.attention = attention_implementation()
     per_step = int(recipe["per_device_train_batch_size"]) * int(recipe["gradient_accumulation_steps"])
-    train_users = max(per_step * steps, embed_users)
+    train_users = max(per_step * args.steps, args.embed_users)
     users = math.ceil(train_users / (1 - float(yaml.safe_load(CORPUS_RECIPE.read_text())["test_size"]))) + 2
 
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="paper-scale-"))
+    for folder in ("model", "raw", "corpus", "sft"):  # a rerun starts clean
+        shutil.rmtree(work / folder, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
-    attention = attention_implementation()
     dtype = pick_dtype("auto", "cuda" if torch.cuda.is_available() else "cpu")
     hardware = describe()
     versions = {}
@@ -269,10 +397,10 @@ def main(argv: list[str] | None = None) -> int:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     tokenizer = load_tokenizer(args.tokenizer)
-    config = model_config(tokenizer, dry)
+    config = model_config(Path(args.model_config), tokenizer, dry)
     print(
-        f"device: {device_name()}; hardware: {hardware}; precision: {str(dtype).replace('torch.', '')}; "
-        f"attention: {attention}{' (flash_attn not installed)' if attention == 'sdpa' else ''}; versions: {versions}"
+        f"device: {device_name()}; hardware: {hardware}; precision: {str(dtype).replace('torch.', '')}; attention: "
+        f"{args.attention}{' (flash_attn not installed)' if args.attention == 'sdpa' else ''}; versions: {versions}"
     )
     print(
         f"tokenizer: {args.tokenizer} (vocab {len(tokenizer):,}, not Llama-3's {LLAMA3_VOCAB:,}: the LM head and "
@@ -288,78 +416,15 @@ def main(argv: list[str] | None = None) -> int:
     llama_vocab_params = params["total"] + (LLAMA3_VOCAB - config.vocab_size) * config.hidden_size
     print(f"model: {params['total']:,} parameters ({llama_vocab_params:,} with Llama-3's vocabulary), {model_dir}")
 
-    corpus_tokens = max([max_length, *lengths])
+    corpus_tokens = max([args.max_length, *args.embed_lengths])
     corpus = build_paper_corpus(work, str(model_dir), users=users, max_tokens=corpus_tokens)
     texts = load_corpus_config(str(corpus), "serialized")["train"]
     print(f"corpus: {len(texts)} train users of up to {corpus_tokens:,} tokens, {corpus}")
 
-    overrides = {
-        "corpus": str(corpus),
-        "corpus_config": "serialized",  # no enriched config without an LLM server
-        "model_name_or_path": str(model_dir),
-        "attn_implementation": attention,
-        "output_dir": str(work / "sft"),
-        "max_steps": steps,
-        "max_length": max_length,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "disable_tqdm": True,
-    }
-    script_args, training_args, model_args = sft_settings(overrides)
-    print(f"SFT: {SFT_RECIPE.relative_to(ROOT)} with {overrides}")
-    timer = StepTimer()
-    reset_peak_memory()
-    training = run_sft(script_args, training_args, model_args, callbacks=[timer])
-    sft_peak = peak_memory_gb()
-    sft_rate, sft_tokens, sft_seconds = timer.steady_rate()
-    seq = training["tokenization"]["tokens"] / training["tokenization"]["users"]
-    width = config.num_attention_heads * config.head_dim
-    train_flops_per_token = 6 * (params["matmul_body"] + params["head"]) + 6 * config.num_hidden_layers * width * seq
-    peak, peak_source = peak_flops(torch.bfloat16 if training_args.bf16 else torch.float32, args.peak_tflops)
-    sft_mfu = sft_rate * train_flops_per_token / peak
-    print(
-        f"SFT: {sft_rate:,.0f} tokens/s over steps 2-{steps} ({sft_tokens:,} tokens in {sft_seconds:.2f} s), "
-        f"peak memory {sft_peak:.2f} GiB, MFU {sft_mfu:.3f} of {peak / 1e12:.3g} TFLOP/s ({peak_source}); "
-        f"precision {training['precision']}, loss {training['training']['first_loss']} -> "
-        f"{training['training']['final_loss']}"
-    )
-    shutil.rmtree(work / "sft", ignore_errors=True)
-
-    embed_rate, embed_peak, embed_mfu, embed_attention = {}, {}, {}, None
-    sample = texts.select(range(min(embed_users, len(texts))))
-    sample_texts = list(sample["text"])
-    for length in lengths:
-        reset_peak_memory()
-        embedder = Embedder(str(model_dir), max_length=length)
-        embed_attention = embedder.model.config._attn_implementation
-        ids = embedder.tokenizer(sample_texts, truncation=True, max_length=length)["input_ids"]
-        tokens = sum(len(row) for row in ids)
-        embedder.encode(sample_texts[:1], batch_size=1, progress=False)  # warm-up
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        vectors = embed_dataset(embedder, sample, batch_size=embed_batch)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        if vectors is None or vectors.shape[0] != len(sample) or not np.isfinite(vectors).all():
-            raise SystemExit(f"paper_scale: embedding at {length} tokens gave no or non-finite vectors")
-        mean_length = tokens / len(sample)
-        forward_flops = 2 * params["matmul_body"] + 2 * config.num_hidden_layers * width * mean_length
-        embed_peak_flops, _ = peak_flops(embedder.dtype, args.peak_tflops)
-        key = str(length)
-        embed_rate[key] = tokens / seconds
-        embed_peak[key] = peak_memory_gb()
-        embed_mfu[key] = embed_rate[key] * forward_flops / embed_peak_flops
-        print(
-            f"embed at {length:,} tokens: {len(sample)} texts of {mean_length:,.0f} tokens on average, "
-            f"{embed_rate[key]:,.0f} tokens/s, peak memory {embed_peak[key]:.2f} GiB, MFU {embed_mfu[key]:.3f} "
-            f"({str(embedder.dtype).replace('torch.', '')}, batch {embed_batch}, {embed_attention})"
-        )
-        del embedder
+    sft = sft_phase(corpus, model_dir, work, params, config, args)
+    embedding = embed_phase(texts, model_dir, params, config, args)
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)
-
     report(
         benchmark="paper_scale",
         dry_run=dry,
@@ -367,31 +432,13 @@ def main(argv: list[str] | None = None) -> int:
         hardware=hardware,
         versions=versions,
         tokenizer=f"{args.tokenizer} (vocab {len(tokenizer)}, not Llama-3's {LLAMA3_VOCAB})",
-        model_config=CONFIG.name + (" (TINY dry-run shape)" if dry else ""),
+        model_config=Path(args.model_config).name + (" (TINY dry-run shape)" if dry else ""),
         model_params=params["total"],
         model_params_with_llama3_vocab=llama_vocab_params,
-        attention={"sft": attention, "embed": embed_attention},
-        sft_precision=training["precision"],
-        sft_recipe=str(SFT_RECIPE.relative_to(ROOT)),
-        sft_max_length=max_length,
-        sft_mean_tokens_per_user=round(seq, 1),
-        sft_batch=f"{training_args.per_device_train_batch_size} per device x "
-        f"{training_args.gradient_accumulation_steps} accumulation",
-        sft_activation_checkpointing=bool(
-            getattr(training_args, "activation_checkpointing", None) or training_args.gradient_checkpointing
-        ),
-        sft_steps=steps,
-        sft_tokens_per_s=round(sft_rate, 1),
-        sft_peak_memory_gb=round(sft_peak, 3),
-        sft_mfu=round(sft_mfu, 4),
+        attention={"sft": args.attention, "embed": embedding.pop("embed_attention")},
+        **sft,
         embed_precision=str(dtype).replace("torch.", ""),
-        embed_users=len(sample),
-        embed_batch_size=embed_batch,
-        embed_tokens_per_s={k: round(v, 1) for k, v in embed_rate.items()},
-        embed_peak_memory_gb={k: round(v, 3) for k, v in embed_peak.items()},
-        embed_mfu={k: round(v, 4) for k, v in embed_mfu.items()},
-        peak_tflops=float(f"{peak / 1e12:.4g}"),
-        peak_source=peak_source,
+        **embedding,
         memory_measure=(
             "torch.cuda.max_memory_allocated per phase"
             if torch.cuda.is_available()
