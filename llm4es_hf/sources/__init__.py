@@ -22,6 +22,7 @@ from .base import (
     group_users,
     held_out,
     read_table,
+    require_rows,
     split_users,
     stable_hash,
 )
@@ -155,6 +156,7 @@ def _read(
     check_same_columns(files, schema.encoding)
     frames = [read_table(path, encoding=schema.encoding) for path in files]
     events = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    require_rows(events, files)
     return events, read_table(labels, encoding=schema.encoding) if labels else None
 
 

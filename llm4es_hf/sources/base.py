@@ -7,7 +7,9 @@ rows where a non-empty value failed to cast are reported by file line.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -27,6 +29,7 @@ __all__ = [
     "group_users",
     "read_table",
     "require_columns",
+    "require_rows",
     "split_users",
     "stable_hash",
     "held_out",
@@ -56,6 +59,14 @@ class SourceReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def require_rows(events: pl.DataFrame, files: Sequence[Path]) -> None:
+    """Fail naming the files when the events hold no row at all (header-only files)."""
+    if not len(events):
+        names = ", ".join(map(str, files))
+        what = "the file has" if len(files) == 1 else "the files have"
+        raise Llm4esError(f"{what} a header line but no rows: there are no events to read", file=names, row=1)
 
 
 def _blank_to_null(expr: pl.Expr) -> pl.Expr:

@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from ..artifacts import ragged_line
 from ..errors import Llm4esError
 from ..schema import EventSchema
 from .bank import BANK_DATASETS, bank_files
@@ -106,11 +107,15 @@ def check_same_columns(files: Sequence[Path], encoding: str = "utf-8") -> None:
                 )
 
 
-def _header(path: Path, encoding: str) -> list[str]:
+def _header_line(path: Path, encoding: str) -> str:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
         line = handle.readline()
-    text = line.decode(encoding, errors="replace").rstrip("\r\n")
+    return line.decode(encoding, errors="replace").rstrip("\r\n")
+
+
+def _header(path: Path, encoding: str) -> list[str]:
+    text = _header_line(path, encoding)
     return [c.strip() for c in text.split(_separator(text, path))]
 
 
@@ -205,6 +210,11 @@ def partition_events(
     try:
         _, counted = pl.collect_all([sink, count], engine="streaming")
     except pl.exceptions.PolarsError as err:
+        for path in (f for f in files if f.suffix != ".parquet"):
+            with open(plain_utf8(path, schema.encoding, folder / "_plain"), encoding="utf-8", newline="") as handle:
+                found = ragged_line(handle, _separator(_header_line(path, schema.encoding), path))
+            if found is not None:
+                raise Llm4esError(found.message, file=path, row=found.row) from err
         raise Llm4esError(f"cannot read the events: {err}", file=", ".join(map(str, files))) from err
     return int(counted["users"][0])
 
