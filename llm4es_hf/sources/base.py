@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from ..artifacts import FILE, NA_VALUES, ROW, read_table, require_columns
 from ..errors import Llm4esError
-from ..schema import EventSchema
+from ..schema import EventSchema, TimeSpec
 
 __all__ = [
     "FILE",
@@ -29,6 +29,7 @@ __all__ = [
     "group_users",
     "read_table",
     "require_columns",
+    "parse_time",
     "require_rows",
     "split_users",
     "stable_hash",
@@ -75,8 +76,8 @@ def _blank_to_null(expr: pl.Expr) -> pl.Expr:
     return pl.when(stripped.is_in(NA_VALUES)).then(None).otherwise(stripped)
 
 
-def _parse_time(expr: pl.Expr, schema: EventSchema) -> pl.Expr:
-    spec = schema.time
+def parse_time(expr: pl.Expr, spec: TimeSpec) -> pl.Expr:
+    """Raw time strings -> seconds since epoch (float; null where a value does not parse)."""
     if spec.parse == "unix_seconds":
         return expr.cast(pl.Float64, strict=False)
     if spec.parse == "unix_days":
@@ -165,7 +166,7 @@ def group_users(
     report.drop(f"missing user id ({schema.user_id})", int(missing_id.sum()))
     frame = frame.filter(~missing_id)
 
-    frame = frame.with_columns(_parse_time(_blank_to_null(pl.col("__time_raw")), schema).alias(EVENT_TIME))
+    frame = frame.with_columns(parse_time(_blank_to_null(pl.col("__time_raw")), schema.time).alias(EVENT_TIME))
     bad_time = frame[EVENT_TIME].is_null() | frame[EVENT_TIME].is_nan()
     frame = _handle_bad(frame, bad_time, "__time_raw", schema.time.column, "unparsable timestamp", schema, report)
     frame = frame.drop("__time_raw")
