@@ -67,6 +67,7 @@ STRPTIME_FORMATS = (
     "%Y%m%d",
 )
 TIME_PARSE_FLAGS = ("unix_seconds", "unix_days", "day_time")
+YEAR_1900 = -2_208_988_800  # seconds since epoch
 DAY_TIME = r"^-?\d+\s+\d{1,2}:\d{2}:\d{2}$"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 PHONE_CHARS = r"^\+?[\d\s().-]+$"
@@ -357,7 +358,7 @@ def _try_time(sample: pl.DataFrame, name: str, parse: str, fmt: str | None) -> T
         low=seconds.min(),
         high=seconds.max(),
     ).row(0, named=True)
-    if not row["parsed"]:
+    if not row["parsed"] or (parse == "strptime" and row["low"] < YEAR_1900):  # '%Y' also reads '17' as 0017
         return None
     return TimeChoice(
         name,
@@ -460,7 +461,7 @@ def field_entry(sample: pl.DataFrame, s: ColumnStats) -> tuple[dict[str, Any], s
         wide = s.low is not None and s.high is not None and max(abs(s.low), abs(s.high)) >= 1e4
         hint = "; format: log_amount shows the order of magnitude in fewer tokens" if wide else ""
         return entry, f"numbers {span}{hint}"
-    if few or coded:
+    if few or (coded and s.is_numeric):
         entry["kind"] = "category"
         return entry, f"{s.distinct:,} distinct values in the sample"
     return entry, f"free text: {s.distinct:,} distinct values, {s.mean_length:.0f} characters on average"
@@ -552,6 +553,8 @@ def infer_schema(
         elif s.distinct == 1:
             value = sample.select(_clean(column).drop_nulls().first()).item()
             skipped.append(f"{column}: one value ({value!r}) in the sample")
+        elif column not in constant and _named(column, r"target|label"):
+            skipped.append(f"{column}: named like a target: left out of the text (add it as a field if it is none)")
         elif column in constant and _named(column, TARGET_WORDS):
             entry, why = label_entry(column, _classes(sample, column, user_id), "among the sampled users")
             if entry is None:
@@ -626,8 +629,8 @@ def _yaml_text(
     constant: set[str],
 ) -> str:
     users = sample.select(_clean(user_id).drop_nulls().n_unique()).item()
-    low, high = (np.datetime64(int(v), "s") for v in (time.low, time.high))
     day_index = time.parse == "day_time" or (time.parse == "unix_days" and time.high < 1e9)  # not calendar days
+    low, high = (f"day {v // 86400:.0f}" if day_index else np.datetime64(int(v), "s") for v in (time.low, time.high))
     date_format = "days" if day_index else "iso_datetime" if time.clock else "iso_date"
     lines = [
         f"# EventSchema proposed by `llm4es schema infer` from {events} ({len(files)} file(s); the first "
