@@ -26,6 +26,7 @@ from .base import (
     split_users,
     stable_hash,
 )
+from .labels import LabelCheck, check_labels
 from .movielens import read_movielens
 from .stream import check_same_columns, input_files
 from .synthetic import generate_rosbank
@@ -162,10 +163,12 @@ def _read(
 
 __all__ = [
     "SOURCES",
+    "LabelCheck",
     "SourceConfig",
     "SourceReport",
     "SourceResult",
     "build_users",
+    "check_labels",
     "eligible_users",
     "group_users",
     "held_out",
