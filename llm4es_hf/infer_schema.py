@@ -30,11 +30,11 @@ import numpy as np
 import polars as pl
 import yaml
 
-from .artifacts import FILE, NA_VALUES, ROW, csv_error, read_table
+from .artifacts import FILE, ROW, csv_error, read_table
 from .errors import Llm4esError
 from .schema import EventSchema, TimeSpec, package_codes, schema_from_dict
 from .serialize import Serializer
-from .sources.base import SourceReport, group_users, parse_time
+from .sources.base import SourceReport, _blank_to_null, group_users, parse_time
 from .sources.stream import input_files
 
 SAMPLE_ROWS = 50_000
@@ -66,6 +66,7 @@ STRPTIME_FORMATS = (
     "%Y%m%d%H%M%S",
     "%Y%m%d",
 )
+DIGIT_FORMATS = ("%Y%m%d%H%M%S", "%Y%m%d")  # the patterns a plain number can match
 TIME_PARSE_FLAGS = ("unix_seconds", "unix_days", "day_time")
 YEAR_1900 = -2_208_988_800  # seconds since epoch
 DAY_TIME = r"^-?\d+\s+\d{1,2}:\d{2}:\d{2}$"
@@ -224,18 +225,22 @@ def _separator(header: str, path: Path) -> str:
 
 
 def _clean(name: str) -> pl.Expr:
-    stripped = pl.col(name).str.strip_chars()
-    return pl.when(stripped.is_in(NA_VALUES)).then(None).otherwise(stripped)
+    return _blank_to_null(pl.col(name))
+
+
+def distinct_values(sample: pl.DataFrame, name: str) -> pl.DataFrame:
+    """A column's distinct non-missing values (``v``) with their counts (``n``): every statistic
+    below is a weighted sum over them, so a column of few values costs little however long."""
+    return sample.group_by(_clean(name).alias("v")).agg(pl.len().alias("n")).drop_nulls("v")
 
 
 def column_stats(sample: pl.DataFrame) -> dict[str, ColumnStats]:
-    """ColumnStats of every raw column, in one vectorized pass per column."""
+    """ColumnStats of every raw column, one vectorized pass over each column's distinct values."""
     out = {}
     for name in [c for c in sample.columns if c not in (ROW, FILE)]:
-        value = _clean(name)
+        value, n = pl.col("v"), pl.col("n")
         number = value.cast(pl.Float64, strict=False)
-        finite = number.is_finite()
-        fraction = value.str.extract(r"\.(\d+)$", 1).str.len_chars()
+        finite = number.is_finite().fill_null(False)
         digits = value.str.replace_all(r"\D", "").str.len_chars()
         phone = (
             value.str.contains(PHONE_CHARS)
@@ -243,22 +248,26 @@ def column_stats(sample: pl.DataFrame) -> dict[str, ColumnStats]:
             & (value.str.starts_with("+") | value.str.contains(r"[\s()-]"))
             & number.is_null()
         )
-        row = sample.select(
-            values=value.count(),
-            distinct=value.drop_nulls().n_unique(),
-            numeric=finite.sum(),
-            integer=(finite & (number == number.floor())).sum(),
-            decimals=fraction.max(),
-            low=number.filter(finite).min(),
-            high=number.filter(finite).max(),
-            mean_length=value.str.len_chars().mean(),
-            emails=value.str.contains(EMAIL).sum(),
-            phones=phone.sum(),
-            cards=_card_numbers(value).sum(),
-        ).row(0, named=True)
+        row = (
+            distinct_values(sample, name)
+            .select(
+                values=n.sum(),
+                distinct=pl.len(),
+                numeric=n.filter(finite).sum(),
+                integer=n.filter(finite & (number == number.floor())).sum(),
+                decimals=value.str.extract(r"\.(\d+)$", 1).str.len_chars().max(),
+                low=number.filter(finite).min(),
+                high=number.filter(finite).max(),
+                mean_length=(value.str.len_chars() * n).sum() / n.sum(),
+                emails=n.filter(value.str.contains(EMAIL)).sum(),
+                phones=n.filter(phone).sum(),
+                cards=n.filter(_card_numbers(value)).sum(),
+            )
+            .row(0, named=True)
+        )
         out[name] = ColumnStats(
             name=name,
-            values=int(row["values"]),
+            values=int(row["values"] or 0),
             distinct=int(row["distinct"]),
             numeric=int(row["numeric"] or 0),
             integer=int(row["integer"] or 0),
@@ -332,27 +341,31 @@ def time_choices(sample: pl.DataFrame, stats: dict[str, ColumnStats], columns: l
         s = stats[name]
         if not s.values:
             continue
-        tries: list[tuple[str, str | None]] = [("day_time", None)]
-        tries += [("strptime", fmt) for fmt in STRPTIME_FORMATS]
-        if s.is_numeric and s.low is not None and s.high is not None:
-            if s.low >= 1e8 and s.high < 1e11:
+        if s.is_numeric:  # plain numbers: unix times, or digits-only dates
+            tries: list[tuple[str, str | None]] = [("strptime", fmt) for fmt in DIGIT_FORMATS]
+            low, high = s.low or 0.0, s.high or 0.0
+            if low >= 1e8 and high < 1e11:
                 tries.append(("unix_seconds", None))
-            elif _named(name, TIME_WORDS) and s.is_integer and s.low >= 0 and s.high < 1e6:
+            elif _named(name, TIME_WORDS) and s.is_integer and low >= 0 and high < 1e6:
                 tries.append(("unix_days", None))
+        else:
+            tries = [("day_time", None)] + [("strptime", fmt) for fmt in STRPTIME_FORMATS]
+        values = distinct_values(sample, name)
         for parse, fmt in tries:
-            choice = _try_time(sample, name, parse, fmt)
+            choice = _try_time(values, name, parse, fmt)
             if choice is not None and choice.parsed >= PARSE * s.values:
                 out.append(choice)
     return out
 
 
-def _try_time(sample: pl.DataFrame, name: str, parse: str, fmt: str | None) -> TimeChoice | None:
-    value = _clean(name)
+def _try_time(values: pl.DataFrame, name: str, parse: str, fmt: str | None) -> TimeChoice | None:
+    """How one parse reads a column's distinct values (``distinct_values``)."""
+    value = pl.col("v")
     if parse == "day_time":
         value = pl.when(value.str.contains(DAY_TIME)).then(value)
     seconds = parse_time(value, TimeSpec(name, parse, fmt))
-    row = sample.select(
-        parsed=seconds.is_not_null().sum(),
+    row = values.select(
+        parsed=pl.col("n").filter(seconds.is_not_null()).sum(),
         distinct=seconds.drop_nulls().n_unique(),
         clock=(seconds.drop_nulls() % 86400 != 0).any(),
         low=seconds.min(),
@@ -360,15 +373,8 @@ def _try_time(sample: pl.DataFrame, name: str, parse: str, fmt: str | None) -> T
     ).row(0, named=True)
     if not row["parsed"] or (parse == "strptime" and row["low"] < YEAR_1900):  # '%Y' also reads '17' as 0017
         return None
-    return TimeChoice(
-        name,
-        parse,
-        fmt,
-        int(row["parsed"]),
-        int(row["distinct"]),
-        bool(row["clock"]),
-        *(float(row[k]) for k in ("low", "high")),
-    )
+    low, high = float(row["low"]), float(row["high"])
+    return TimeChoice(name, parse, fmt, int(row["parsed"]), int(row["distinct"]), bool(row["clock"]), low, high)
 
 
 def choose_time(
@@ -384,7 +390,8 @@ def choose_time(
                 f"'%Y-%m-%d %H:%M:%S', got {time_format!r}",
                 key="time_format",
             )
-        choices = [c for name in columns if (c := _try_time(sample, name, parse, fmt)) is not None]
+        tried = (_try_time(distinct_values(sample, name), name, parse, fmt) for name in columns)
+        choices = [c for c in tried if c is not None]
         choices = [c for c in choices if c.parsed >= 0.5 * stats[c.column].values]
     else:
         choices = time_choices(sample, stats, columns)
