@@ -35,7 +35,7 @@ from .errors import Llm4esError
 from .schema import EventSchema, TimeSpec, package_codes, schema_from_dict
 from .serialize import Serializer
 from .sources.base import SourceReport, _blank_to_null, group_users, parse_time
-from .sources.stream import input_files
+from .sources.stream import check_same_columns, input_files
 
 SAMPLE_ROWS = 50_000
 MAX_CLASSES = 50  # a label column with more distinct values is not a class label
@@ -43,8 +43,9 @@ MATCH = 0.9  # share of a column's values that must look like an e-mail, phone o
 PARSE = 0.95  # share of a column's values that must parse as times
 STRPTIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%S%.f%#z",  # with an offset: Z, +03:00 or +0300
     "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
     "%Y-%m-%dT%H:%M",
     "%Y-%m-%d %H:%M",
     "%Y-%m-%d",
@@ -150,6 +151,7 @@ class Proposal:
 def read_sample(input: str | Path, rows: int = SAMPLE_ROWS, encoding: str = "utf-8") -> tuple[pl.DataFrame, list[Path]]:
     """The first ``rows`` rows of the input's files, every column a string, with file and line."""
     files = input_files(input)
+    check_same_columns(files, encoding)
     frames, left = [], rows
     for path in files:
         frame = _sample_file(path, left, encoding)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import polars as pl
 import pytest
@@ -148,6 +150,12 @@ def test_parquet_folder_and_glob(tmp_path):
         schema = infer_schema(source).schema
         assert schema.user_id == "customer" and schema.time.format == "%Y-%m-%d %H:%M"
     assert len(infer_schema(folder, rows=100).sample) == 100  # a bounded sample
+    (tmp_path / "csv").mkdir()
+    frame.write_csv(tmp_path / "csv" / "events.csv")
+    write(tmp_path / "csv" / "labels.csv", "customer,churn\nc000,1\n")
+    with pytest.raises(Llm4esError, match="header differs from events.csv's") as err:
+        infer_schema(tmp_path / "csv")  # a labels file among the events: the files of one input share their columns
+    assert err.value.file == str(tmp_path / "csv" / "labels.csv")
 
 
 def test_bad_input_names_file_column_or_count(tmp_path):
@@ -196,3 +204,25 @@ def test_a_sensitive_column_may_not_be_in_the_text():
     assert err.value.key == "fields[0]"
     data["fields"][0]["in_text"] = False
     assert schema_from_dict(data).text_fields[0].name == "x"
+
+
+def test_iso_times_with_offsets_and_native_parquet_types(tmp_path):
+    rows = [
+        {"user": f"u{i % 4}", "at": f"2024-05-{1 + i:02d}T10:{i:02d}:00+03:00", "v": f"w{i % 3}"} for i in range(20)
+    ]
+    events, _ = write_shop(tmp_path, rows)
+    schema = infer_schema(events).schema
+    assert (schema.time.column, schema.time.format) == ("at", "%Y-%m-%dT%H:%M:%S%.f%#z")
+    assert load_source("csv", input=events, schema=schema).users["event_time"][0][0] == 1714546800.0  # 07:00 UTC
+    frame = pl.DataFrame(
+        {
+            "account_id": [i % 5 for i in range(30)],
+            "booked": [dt.datetime(2024, 1, 1, 8) + dt.timedelta(minutes=97 * i) for i in range(30)],
+            "amount": [1.5 * i for i in range(30)],
+        }
+    )
+    frame.write_parquet(tmp_path / "native.parquet")
+    schema = infer_schema(tmp_path / "native.parquet").schema
+    assert (schema.user_id, schema.time.column, schema.field("amount").kind) == ("account_id", "booked", "number")
+    users = load_source("parquet", input=tmp_path / "native.parquet", schema=schema).users
+    assert len(users) == 5 and users["event_time"][0][0] == 1704096000.0
