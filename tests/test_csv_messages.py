@@ -51,6 +51,15 @@ def test_header_only_file_is_named(tmp_path, schema_file):
     assert "header line but no rows" in str(err.value) and "file events" not in str(err.value)
 
 
+def test_header_only_file_read_in_shards_is_named(tmp_path, schema_file):
+    from llm4es_hf.sources.stream import partition_events
+
+    events = write(tmp_path / "events.csv", HEADER)
+    with pytest.raises(Llm4esError, match="header line but no rows") as err:
+        partition_events([events], load_schema(schema_file), 2, [0, 1], tmp_path / "parts")
+    assert err.value.file == str(events)
+
+
 def test_header_only_bank_file_is_named(tmp_path):
     folder = tmp_path / "age"
     write(folder / "transactions_train.csv", "client_id,trans_date,small_group,amount_rur\n", gz=True)
