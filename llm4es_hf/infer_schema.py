@@ -366,13 +366,16 @@ def _try_time(values: pl.DataFrame, name: str, parse: str, fmt: str | None) -> T
     if parse == "day_time":
         value = pl.when(value.str.contains(DAY_TIME)).then(value)
     seconds = parse_time(value, TimeSpec(name, parse, fmt))
-    row = values.select(
-        parsed=pl.col("n").filter(seconds.is_not_null()).sum(),
-        distinct=seconds.drop_nulls().n_unique(),
-        clock=(seconds.drop_nulls() % 86400 != 0).any(),
-        low=seconds.min(),
-        high=seconds.max(),
-    ).row(0, named=True)
+    try:
+        row = values.select(
+            parsed=pl.col("n").filter(seconds.is_not_null()).sum(),
+            distinct=seconds.drop_nulls().n_unique(),
+            clock=(seconds.drop_nulls() % 86400 != 0).any(),
+            low=seconds.min(),
+            high=seconds.max(),
+        ).row(0, named=True)
+    except pl.exceptions.PolarsError as err:
+        raise Llm4esError(f"cannot read times as {fmt!r}: {err}", column=name, key="time_format") from err
     if not row["parsed"] or (parse == "strptime" and row["low"] < YEAR_1900):  # '%Y' also reads '17' as 0017
         return None
     low, high = float(row["low"]), float(row["high"])
@@ -398,12 +401,19 @@ def choose_time(
     else:
         choices = time_choices(sample, stats, columns)
     if not choices:
-        where = f"column {column!r}" if column else f"no column of {[c for c in stats if c not in exclude]}"
+        subject = f"column {column!r} does not parse" if column else f"none of the columns {columns} parses"
+        tried = (
+            repr(time_format)
+            if time_format
+            else (
+                f"ISO dates, {len(STRPTIME_FORMATS)} strptime patterns, '<day> HH:MM:SS', unix seconds and, for a "
+                "column named like a date, unix days"
+            )
+        )
         raise Llm4esError(
-            f"no usable time column: {where} parses as times in {PARSE:.0%} of its {len(sample):,} sampled rows "
-            f"(tried ISO dates, {len(STRPTIME_FORMATS)} strptime patterns, '<day> HH:MM:SS', unix seconds and, "
-            "for a column named like a date, unix days); pass --time COLUMN and --time-format "
-            "(unix_seconds, unix_days, day_time or a strptime pattern such as '%d.%m.%Y %H:%M')",
+            f"no usable time column: {subject} as times in most of the {len(sample):,} sampled rows (tried "
+            f"{tried}); pass --time COLUMN and --time-format (unix_seconds, unix_days, day_time or a strptime "
+            "pattern such as '%d.%m.%Y %H:%M')",
             key="time",
         )
 
@@ -603,6 +613,8 @@ def _file_labels(
     seen = sample.select(_clean(user_id)).to_series().drop_nulls().unique()
     matched = int(ids.is_in(seen.implode()).sum())
     notes = [f"labels: {len(ids):,} users in {path.name}, {matched:,} of them among the {len(seen):,} sampled users"]
+    if not matched:
+        notes.append(f"warning: no id of {path.name} is among the sampled users: are the ids spelled the same way?")
     out = []
     for column in [c for c in columns if c != user_id]:
         entry, why = label_entry(column, _classes(table, column, user_id), f"in {path.name}")

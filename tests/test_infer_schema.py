@@ -175,6 +175,10 @@ def test_bad_input_names_file_column_or_count(tmp_path):
     with pytest.raises(Llm4esError, match=r"no usable time column.*9 sampled rows.*--time COLUMN and --time-format"):
         infer_schema(no_time)
     events, _ = write_shop(tmp_path)
+    with pytest.raises(Llm4esError, match=r"column 'mcc' does not parse as times in most of the \d+ sampled rows"):
+        infer_schema(events, time="mcc")
+    with pytest.raises(Llm4esError, match=r"column 'ts' does not parse .*\(tried '%d.%m.%Y'\)"):
+        infer_schema(events, time_format="%d.%m.%Y", time="ts")
     with pytest.raises(Llm4esError, match="--user-id: no such column") as err:
         infer_schema(events, user_id="nope")
     assert err.value.column == "nope"
