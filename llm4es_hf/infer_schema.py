@@ -34,7 +34,7 @@ from .artifacts import FILE, ROW, csv_error, read_table
 from .errors import Llm4esError
 from .schema import EventSchema, TimeSpec, package_codes, schema_from_dict
 from .serialize import Serializer
-from .sources.base import SourceReport, _blank_to_null, group_users, parse_time
+from .sources.base import SourceReport, _blank_to_null, group_users, parse_time, require_rows
 from .sources.stream import check_same_columns, input_files
 
 SAMPLE_ROWS = 50_000
@@ -168,9 +168,7 @@ def read_sample(input: str | Path, rows: int = SAMPLE_ROWS, encoding: str = "utf
             file=files[0],
             row=1,
         )
-    if not len(sample):
-        names = ", ".join(str(p) for p in files[: len(frames)])
-        raise Llm4esError("a header line but no rows: there are no events to infer a schema from", file=names, row=1)
+    require_rows(sample, files[: len(frames)])
     return sample, files
 
 
