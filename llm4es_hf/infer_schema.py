@@ -33,7 +33,7 @@ import yaml
 from .artifacts import FILE, ROW, csv_error, read_table
 from .errors import Llm4esError
 from .schema import EventSchema, TimeSpec, package_codes, schema_from_dict
-from .serialize import Serializer
+from .serialize import EVENT_TIME, Serializer
 from .sources.base import SourceReport, _blank_to_null, group_users, parse_time, require_rows
 from .sources.stream import check_same_columns, input_files
 
@@ -463,6 +463,8 @@ def field_entry(sample: pl.DataFrame, s: ColumnStats) -> tuple[dict[str, Any], s
     """A field of the schema for one column, and the comment that says why."""
     header = s.name.replace("|", "/")
     entry: dict[str, Any] = {"name": s.name, "kind": "text", "header": header}
+    if s.name == EVENT_TIME:  # the name of the parsed time field: this other column reads under another name
+        entry.update(name=f"{EVENT_TIME}_column", column=s.name)
     if s.is_numeric and (_mcc_like(sample, s) or _named(s.name, "mcc")):
         entry.update(kind="category", codes_from="iso18245", unknown="Unknown MCC ({code})")
         return entry, f"{s.distinct:,} distinct codes; MCC-like, described by ISO 18245"

@@ -230,3 +230,12 @@ def test_iso_times_with_offsets_and_native_parquet_types(tmp_path):
     assert (schema.user_id, schema.time.column, schema.field("amount").kind) == ("account_id", "booked", "number")
     users = load_source("parquet", input=tmp_path / "native.parquet", schema=schema).users
     assert len(users) == 5 and users["event_time"][0][0] == 1704096000.0
+
+
+def test_a_raw_column_named_event_time_that_is_not_the_time(tmp_path):
+    rows = [{"user": f"u{i % 3}", "ts": f"2024-05-{1 + i:02d} 10:00", "event_time": f"w{i % 2}"} for i in range(12)]
+    events, _ = write_shop(tmp_path, rows)
+    schema = infer_schema(events).schema
+    assert schema.time.column == "ts" and schema.field("event_time_column").column == "event_time"
+    users = load_source("csv", input=events, schema=schema).users
+    assert users[0]["event_time_column"] == ["w0", "w1", "w0", "w1"]
