@@ -188,22 +188,11 @@ def _sample_file(path: Path, rows: int, encoding: str) -> pl.DataFrame:
             ).head(rows)
             frame = frame.collect()
         except pl.exceptions.PolarsError as err:
-            with open(path, encoding="utf-8", newline="") as handle:
-                raise csv_error(err, itertools.islice(handle, rows + 1), path, separator) from err
+            raise csv_error(err, _head_text(path, rows, encoding).splitlines(), path, separator) from err
         frame = frame.rename({c: c.strip() for c in frame.columns if c != ROW})
         return frame.with_columns(pl.lit(str(path)).alias(FILE))
     # gzipped or another encoding: decode the first lines only (polars cannot scan those lazily)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        head = b"".join(itertools.islice(handle, rows + 1))
-    try:
-        text = head.decode(encoding)
-    except UnicodeDecodeError as err:
-        raise Llm4esError(
-            f"bytes not valid {encoding} ({head[err.start : err.start + 4]!r}); pass --encoding (e.g. cp1251, latin-1)",
-            file=path,
-            row=head.count(b"\n", 0, err.start) + 1,
-        ) from err
+    text = _head_text(path, rows, encoding)
     separator = _separator(text.split("\n", 1)[0], path)
     try:
         frame = pl.read_csv(text.encode("utf-8"), separator=separator, infer_schema=False)
@@ -211,6 +200,21 @@ def _sample_file(path: Path, rows: int, encoding: str) -> pl.DataFrame:
         raise csv_error(err, text.splitlines(), path, separator) from err
     frame = frame.with_row_index(ROW, offset=2).rename({c: c.strip() for c in frame.columns})
     return frame.with_columns(pl.lit(str(path)).alias(FILE))
+
+
+def _head_text(path: Path, rows: int, encoding: str) -> str:
+    """The header and the first ``rows`` lines of a CSV (gzipped or not), decoded."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        head = b"".join(itertools.islice(handle, rows + 1))
+    try:
+        return head.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise Llm4esError(
+            f"bytes not valid {encoding} ({head[err.start : err.start + 4]!r}); pass --encoding (e.g. cp1251, latin-1)",
+            file=path,
+            row=head.count(b"\n", 0, err.start) + 1,
+        ) from err
 
 
 def _separator(header: str, path: Path) -> str:

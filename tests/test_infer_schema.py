@@ -239,3 +239,14 @@ def test_a_raw_column_named_event_time_that_is_not_the_time(tmp_path):
     assert schema.time.column == "ts" and schema.field("event_time_column").column == "event_time"
     users = load_source("csv", input=events, schema=schema).users
     assert users[0]["event_time_column"] == ["w0", "w1", "w0", "w1"]
+
+
+def test_other_encodings_and_the_subcommand(tmp_path, capsys):
+    rows = "user_id,ts,shop\nu1,2024-01-01,Café\nu1,2024-01-02,Bar\nu2,2024-01-03,Café\nu2,2024-01-04,Bar\n"
+    events = write(tmp_path / "events.csv", rows, encoding="latin-1")
+    with pytest.raises(Llm4esError, match="bytes not valid utf-8.*pass --encoding") as err:
+        infer_schema(events)
+    assert (err.value.file, err.value.row) == (str(events), 2)
+    assert infer_schema(events, encoding="latin-1").schema.field("shop").kind == "category"
+    assert main(["schema"]) == 2 and "usage: llm4es schema infer" in capsys.readouterr().err
+    assert main(["schema", "guess", str(events)]) == 2 and "unknown subcommand 'guess'" in capsys.readouterr().err
