@@ -596,6 +596,8 @@ def infer_schema(
     text = _yaml_text(
         title, events, files, sample, user_id, chosen_time, field_lines, label_lines, sensitive, skipped, constant
     )
+    if encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        text += f"encoding: {_flow(encoding)}   # of the CSV files, as given by --encoding\n"
     schema = schema_from_dict(yaml.safe_load(text))
     return Proposal(text, schema, sample, label_table, files, notes)
 

@@ -247,6 +247,8 @@ def test_other_encodings_and_the_subcommand(tmp_path, capsys):
     with pytest.raises(Llm4esError, match="bytes not valid utf-8.*pass --encoding") as err:
         infer_schema(events)
     assert (err.value.file, err.value.row) == (str(events), 2)
-    assert infer_schema(events, encoding="latin-1").schema.field("shop").kind == "category"
+    schema = infer_schema(events, encoding="latin-1").schema
+    assert schema.field("shop").kind == "category" and schema.encoding == "latin-1"
+    assert load_source("csv", input=events, schema=schema).users[0]["shop"] == ["Café", "Bar"]
     assert main(["schema"]) == 2 and "usage: llm4es schema infer" in capsys.readouterr().err
     assert main(["schema", "guess", str(events)]) == 2 and "unknown subcommand 'guess'" in capsys.readouterr().err
