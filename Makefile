@@ -34,7 +34,7 @@ $(COLES_STAMP): $(STAMP) llm4es_hf/coles.py
 setup: $(STAMP) $(COLES_STAMP)
 
 quickstart: $(STAMP)  # the CoLES environment is for the tests and `--baselines coles` only
-	$(OFFLINE) $(VENV)/bin/llm4es quickstart
+	$(OFFLINE) OMP_WAIT_POLICY=ACTIVE $(VENV)/bin/llm4es quickstart  # one process alone: spinning threads are faster
 
 # Two pytest workers, one test file each at a time (pytest-xdist): the README-commands chain runs
 # in order on one of them while the other takes the rest.

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -57,9 +58,17 @@ from llm4es_hf.sources import load_source  # noqa: E402
 from llm4es_hf.train import LLM4ESSFTConfig, tokenize_for_lm  # noqa: E402
 
 CONFIGS = ("hand", "hand-micro", "padded", "packed", "grouped", "micro", "fp32", "fused")
-LORA_CONFIGS = {  # the quickstart's LoRA step: now, and as the recipe shipped before
-    "lora-new": {"lora_dropout": 0.0, "batch_size": 8, "accumulation": 1},
-    "lora-old": {"lora_dropout": 0.05, "batch_size": 4, "accumulation": 2},
+LORA_CONFIGS = {  # the quickstart's LoRA step: now, and as the recipe and `make quickstart` shipped before
+    "lora-new": {"lora_dropout": 0.0, "batch_size": 8, "accumulation": 1, "attention": "eager", "wait": "ACTIVE"},
+    "lora-old": {"lora_dropout": 0.05, "batch_size": 4, "accumulation": 2, "attention": "sdpa", "wait": "PASSIVE"},
+    # the new settings with the old OpenMP wait policy: what the code alone gains (--runs to time it)
+    "lora-new-passive": {
+        "lora_dropout": 0.0,
+        "batch_size": 8,
+        "accumulation": 1,
+        "attention": "eager",
+        "wait": "PASSIVE",
+    },
 }
 LORA = {
     "r": 16,
@@ -120,6 +129,7 @@ def ours(
     fused_lm_head: bool | None = None,
     lora_dropout: float | None = None,
     learning_rate: float = OPTIM["lr"],
+    attention: str = "sdpa",
 ) -> tuple[int, float, float]:
     """TRL SFTTrainer through our config and trainer: (tokens, seconds) of the steps after the first, last loss.
     ``lora_dropout`` set: LoRA (``LORA``) with that dropout, as the quickstart's recipe trains."""
@@ -135,7 +145,7 @@ def ours(
             marks.append((time.perf_counter(), int(state.num_input_tokens_seen)))
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, attn_implementation=attention)
     with tempfile.TemporaryDirectory() as tmp:
         args = LLM4ESSFTConfig(
             output_dir=tmp,
@@ -236,6 +246,7 @@ def lora_main(args: argparse.Namespace) -> None:
             batch_size=settings["batch_size"],
             accumulation=settings["accumulation"],
             lora_dropout=settings["lora_dropout"],
+            attention=settings["attention"],
             steps=steps + 1,
             bf16=cpu_has_native_bf16(),
             learning_rate=1e-3,
@@ -251,15 +262,18 @@ def lora_main(args: argparse.Namespace) -> None:
         f"(+1 warm-up) of {per_step} viewers x ~{int(lengths.mean())} tokens; {flops / 1e9:.3f} GFLOP per token"
     )
     results = {}
-    for key, settings in LORA_CONFIGS.items():
+    for key in args.lora_runs:
+        settings = LORA_CONFIGS[key]
         command = [sys.executable, __file__, "--lora", "--only", key, "--steps", str(steps), "--model", args.model]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        env = {**os.environ, "OMP_WAIT_POLICY": settings["wait"]}  # read once, when libgomp starts
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         if done.returncode != 0:
             sys.exit(f"{key} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
         results[key] = json.loads(done.stdout.strip().splitlines()[-1])
         run = results[key]
         print(
-            f"  {key}: dropout {settings['lora_dropout']}, {settings['batch_size']} x {settings['accumulation']}: "
+            f"  {key}: dropout {settings['lora_dropout']}, {settings['batch_size']} x {settings['accumulation']}, "
+            f"{settings['attention']} attention, OMP_WAIT_POLICY={settings['wait']}: "
             f"{run['seconds']:.1f} s, {run['tokens'] / run['seconds']:.1f} tokens/s, loss after {steps + 1} steps "
             f"{run['loss']:.4f}, peak RSS {run['peak_rss_mb']:,.0f} MB",
             flush=True,
@@ -282,6 +296,10 @@ def lora_main(args: argparse.Namespace) -> None:
         gemm_gflops=round(gemm, 1),
         lora_gemm_fraction=round(flops * speed["lora-new"] / 1e9 / gemm, 3),
         lora_gemm_fraction_before=round(flops * speed["lora-old"] / 1e9 / gemm, 3),
+        lora_speedup_same_wait_policy=round(speed["lora-new-passive"] / speed["lora-old"], 2)
+        if "lora-new-passive" in speed
+        else None,
+        settings={key: LORA_CONFIGS[key] for key in results},
         loss_new=round(results["lora-new"]["loss"], 4),
         loss_old=round(results["lora-old"]["loss"], 4),
         peak_rss_mb={key: round(run["peak_rss_mb"]) for key, run in results.items()},
@@ -302,10 +320,18 @@ def main() -> None:
         help="which configurations to time (padded is always the baseline)",
     )
     parser.add_argument("--lora", action="store_true", help="the quickstart's LoRA step, now against before")
+    parser.add_argument(
+        "--lora-runs",
+        nargs="+",
+        default=["lora-new", "lora-old"],
+        choices=list(LORA_CONFIGS),
+        help="--lora: which settings to time (lora-new and lora-old always)",
+    )
     parser.add_argument("--only", choices=[*CONFIGS, *LORA_CONFIGS], help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.lora:
+        args.lora_runs = list(dict.fromkeys(["lora-new", "lora-old", *args.lora_runs]))
         lora_main(args)
         return
     args.max_length = args.max_length or 512

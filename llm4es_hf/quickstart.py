@@ -64,8 +64,10 @@ class QuickstartConfig:
         metadata={"help": "MovieLens layout: a built-in schema name (movielens, movielens_compact) or a YAML file"},
     )
     max_tokens: int = field(default=256, metadata={"help": "tokens per viewer (most recent ratings) in training"})
+    # 768: what fits the 20 minutes on a 2-core CPU beside training (docs/cli.md#quickstart); whole histories
+    # (2048) beat the aggregates significantly, 256 tokens did not (benchmarks/README.md)
     embed_tokens: int = field(
-        default=512,
+        default=768,
         metadata={"help": "tokens per viewer (most recent ratings) at embedding time: history is what moves quality"},
     )
     layer_end: int | None = field(
