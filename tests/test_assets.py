@@ -107,7 +107,7 @@ def test_gemma_model_card_carries_its_licence_and_base(tmp_path):
 @pytest.mark.slow  # converts the bundled Gemma once per cache (about 3 minutes on 2 cores); seconds afterwards
 def test_bundled_gemma_embeds_through_the_cli(tmp_path, capsys):
     from llm4es_hf.cli import main
-    from tests import tiny
+    from tests.support import tiny
 
     folder = bundled_model_path("gemma3-270m")
     config = json.loads((folder / "config.json").read_text())

@@ -62,8 +62,8 @@ def test_batches_never_hold_a_user_twice():
 
 @pytest.fixture(scope="module")
 def taste_corpus(tmp_path_factory) -> Path:
-    """40 viewers who each rate their own three films (tests/tiny.py)."""
-    from tests import tiny
+    """40 viewers who each rate their own three films (tests/support/tiny.py)."""
+    from tests.support import tiny
 
     return tiny.tiny_taste_corpus(tmp_path_factory.mktemp("taste") / "corpus")
 

@@ -21,7 +21,7 @@ from trl import ModelConfig
 from llm4es_hf.config import parse_config
 from llm4es_hf.errors import Llm4esError
 from llm4es_hf.train import LLM4ESSFTConfig, SFTScriptArguments, tokenize_for_lm
-from tests import tiny
+from tests.support import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("sft_recipe", ROOT / "recipes" / "sft.py")
