@@ -43,6 +43,7 @@ import numpy as np
 import polars as pl
 import yaml
 
+from .cards import write_coles_card
 from .errors import Llm4esError
 from .schema import EventSchema
 
@@ -484,7 +485,7 @@ def train_coles(
         )
     if features.skipped_empty:
         notes.append(f"coles: {features.skipped_empty:,} users without events have no CoLES embedding")
-    _write_card(model_dir, description, training)
+    write_coles_card(model_dir, description, training)
     return ColesResult(ids, matrix, notes, model_dir, embeddings, training)
 
 
@@ -509,36 +510,6 @@ def embed_coles(
         job = {"events": str(work / "events.parquet"), "model_dir": str(model_dir), "embeddings": str(embeddings)}
         _run_worker(coles_python(config), "embed", job, work)
     return _read_embeddings(Path(embeddings))
-
-
-def _write_card(model_dir: Path, description: dict[str, Any], training: dict[str, Any]) -> None:
-    """A short README.md: what the encoder is, how it was trained, how to reuse it."""
-    recipe = description["recipe"]
-    rows = "\n".join(f"| `{name}` | {info['kind']} | {info['as']} |" for name, info in description["fields"].items())
-    (model_dir / "README.md").write_text(
-        f"""---
-library_name: pytorch-lifestream
-tags: [coles, event-sequences, user-embeddings, llm4es-baseline]
----
-# CoLES encoder ({description["schema"]})
-
-CoLES (contrastive learning on sub-sequences of the same user; Babaev et al., SIGMOD 2022) trained with
-pytorch-lifestream {training["ptls_version"]} by `llm4es evaluate --baselines coles`: {recipe["rnn_type"].upper()}
-{recipe["hidden_size"]} over a TrxEncoder, {recipe["split_count"]} slices of {recipe["cnt_min"]}-{recipe["cnt_max"]}
-events per user, {recipe["epochs"]} epochs, lr {recipe["lr"]}, batch {recipe["batch_size"]} users,
-seed {recipe["seed"]}; {training["trained_users"]:,} of {training["users"]:,} users, no labels. Loss per epoch: first
-{training["loss_per_epoch"][0]:.4f}, last {training["loss_per_epoch"][-1]:.4f}.
-
-| field | kind | ptls input |
-|---|---|---|
-{rows}
-
-Files: `model.safetensors` (the RnnSeqEncoder's weights), `config.json` (TrxEncoder mapping, category
-vocabularies, recipe), `schema.yaml`, `coles_training.json`. Embed users with it:
-`llm4es_hf.coles.embed_coles(folder, users, "out.parquet")` (a users Dataset with this schema's columns).
-""",
-        encoding="utf-8",
-    )
 
 
 def coles_baseline(

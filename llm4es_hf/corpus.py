@@ -24,10 +24,9 @@ from typing import Any
 import datasets
 import numpy as np
 import pyarrow as pa
-from huggingface_hub import DatasetCard, DatasetCardData
 
 from .artifacts import CONFIGS, CORPUS_COLUMNS, load_corpus_config
-from .assets import template_path
+from .cards import write_dataset_card
 from .enrich import VARIANTS, EnrichmentCache, GenerationConfig, build_messages, enrich_texts, pick_users
 from .errors import Llm4esError
 from .models import load_tokenizer
@@ -174,7 +173,7 @@ def build_corpus(config: CorpusConfig) -> Path:
         "enriched_variants": {split: _variant_counts(ds) for split, ds in enriched.items()},
     }
     (output / "corpus_summary.json").write_text(json.dumps(info, indent=2, default=str))
-    write_dataset_card(output, schema, info)
+    write_dataset_card(output, schema, info, CONFIGS)
     return output
 
 
@@ -283,35 +282,3 @@ def _with_variant(ds: datasets.Dataset, variant: str) -> datasets.Dataset:
     """``ds`` with a constant ``variant`` column (``add_column`` fails on an empty split in datasets 5)."""
     table = ds.with_format("arrow")[:]
     return datasets.Dataset(table.append_column("variant", pa.array([variant] * len(ds), pa.string())))
-
-
-def write_dataset_card(
-    folder: Path, schema: EventSchema, info: dict[str, Any], configs: tuple[str, ...] = CONFIGS
-) -> None:
-    """Render templates/dataset_card.md into README.md, with the `configs` metadata for load_dataset."""
-    config_list = [
-        {
-            "config_name": name,
-            "data_files": [{"split": split, "path": f"{name}/{split}-*.parquet"} for split in ("train", "test")],
-            **({"default": True} if name == "serialized" else {}),
-        }
-        for name in configs
-    ]
-    pretty_name = f"LLM4ES corpus: {schema.name}"
-    card_data = DatasetCardData(
-        license="other",
-        pretty_name=pretty_name,
-        tags=["llm4es", "event-sequences", "user-embeddings", schema.name],
-        task_categories=["text-generation"],
-        configs=config_list,
-    )
-    card = DatasetCard.from_template(
-        card_data,
-        template_path=str(template_path("dataset_card.md")),
-        pretty_name=pretty_name,
-        schema=schema,
-        info=info,
-        fields=schema.fields,
-        labels=schema.labels,
-    )
-    (folder / "README.md").write_text(str(card), encoding="utf-8")

@@ -163,6 +163,7 @@ def quickstart(config: QuickstartConfig) -> dict:
     write_model_card(
         model_dir,
         info,
+        model_name=f"llm4es-{base_label(config.model)}-movielens-100k",
         eval_results=report.to_eval_results(
             "llm4es-finetuned",
             f"MovieLens-100K ({config.target})",

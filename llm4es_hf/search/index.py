@@ -33,6 +33,7 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from ..artifacts import INDEX_FILES
 from ..assets import is_hub_repo_id
+from ..cards import write_index_card
 from ..errors import Llm4esError
 from ..extras import require
 
@@ -339,6 +340,7 @@ class UserIndex:
         self.users.write_parquet(folder / "users.parquet")
         np.savez(folder / "projection.npz", mean=self.mean, components=self.components)
         (folder / "index.json").write_text(json.dumps(self.info, indent=2, default=str))
+        write_index_card(folder, self.info)  # the card of the Hub data set repo it is pushed to
         self.folder = folder
         return folder
 
