@@ -17,8 +17,7 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import scipy.sparse as sp
 from .assets import model_file
 from .errors import Llm4esError
 from .schema import EventSchema, load_schema, save_schema
+from .shards import finished_shards, read_shards_manifest, write_atomically
 
 ROW = "__line"
 FILE = "__file"
@@ -42,8 +42,6 @@ INDEX_FILES = ("index.faiss", "users.parquet", "projection.npz", "index.json")
 EMBEDDING_SETTINGS = "llm4es_embedding.json"
 SERIALIZATION_SETTINGS = "llm4es_serialization.json"
 SERIALIZATION_KEYS = ("format", "max_events", "max_tokens", "tokenizer")
-SHARDS_MANIFEST = "manifest.json"
-TEMPORARY_SUFFIX = ".tmp"
 
 Matrix = np.ndarray | sp.spmatrix
 
@@ -285,81 +283,10 @@ def save_embeddings(
 # ----- sharded embeddings -----
 
 
-def shard_name(split: str, index: int, count: int) -> str:
-    """``<split>-0000k-of-0000N.parquet``, the corpus shards' naming (and the Hub's split pattern)."""
-    return f"{split}-{index:05d}-of-{count:05d}.parquet"
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write through a temporary name beside ``path``, flush it to disk, then rename: a reader, or a
-    rerun after ``kill -9``, sees the whole file or no file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
-    try:
-        write(temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
-def remove_temporary_files(folder: Path) -> list[Path]:
-    """Delete what killed writers left (``.<name>.<pid>.tmp``); the files removed."""
-    stale = sorted(folder.glob(f".*{TEMPORARY_SUFFIX}"))
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
-
-
 def write_embedding_shard(path: Path, user_ids: Sequence[str], embeddings: np.ndarray, split: str) -> Path:
     """One shard of a sharded embeddings folder (the columns of ``save_embeddings``), atomically."""
     table = embeddings_table(user_ids, embeddings, {"split": [split] * len(user_ids)})
     return write_atomically(path, lambda temporary: pq.write_table(table, temporary))
-
-
-def read_shards_manifest(folder: Path) -> dict[str, Any] | None:
-    """The ``manifest.json`` of a sharded embeddings folder, None when there is none."""
-    path = folder / SHARDS_MANIFEST
-    if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise Llm4esError(f"not valid JSON: {err}", file=path) from err
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
-        raise Llm4esError("not a sharded embeddings manifest (no shards list)", file=path, key="shards")
-    return manifest
-
-
-def write_shards_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(manifest, indent=2)
-    return write_atomically(folder / SHARDS_MANIFEST, lambda temporary: temporary.write_text(text))
-
-
-def finished_shards(folder: Path, shards: Sequence[dict[str, Any]]) -> set[str]:
-    """Names of the manifest's shards already written (a shard exists whole or not at all). Fails on
-    a Parquet file the manifest does not list, or a shard whose row count is not the planned one."""
-    planned = {shard["name"]: shard for shard in shards}
-    done = set()
-    for path in sorted(folder.glob("*.parquet")):
-        shard = planned.get(path.name)
-        if shard is None:
-            raise Llm4esError(
-                f"a Parquet file that {SHARDS_MANIFEST} does not list: not a shard of this run; move it elsewhere",
-                file=path,
-            )
-        try:
-            rows = pq.ParquetFile(path).metadata.num_rows
-        except (pa.ArrowException, OSError) as err:
-            raise Llm4esError(f"cannot read as Parquet: {err}", file=path) from err
-        if rows != shard["stop"] - shard["start"]:
-            raise Llm4esError(
-                f"{rows} rows, but {SHARDS_MANIFEST} plans {shard['stop'] - shard['start']} for this shard", file=path
-            )
-        done.add(path.name)
-    return done
 
 
 def embedding_files(folder: Path) -> list[Path]:

@@ -33,6 +33,7 @@ from .models import load_tokenizer
 from .schema import EventSchema, save_schema
 from .serialize import SerializationConfig, Serializer, SerializeSummary, summarize
 from .sharded_corpus import MANIFEST, auto_num_shards, build_sharded, merge_stats
+from .shards import shard_name
 from .sources import SourceConfig, SourceResult
 
 __all__ = ["CONFIGS", "CorpusConfig", "build_corpus", "load_corpus_config", "write_dataset_card"]
@@ -158,7 +159,7 @@ def build_corpus(config: CorpusConfig) -> Path:
         for split, ds in dataset_dict.items():
             folder = output / name
             folder.mkdir(exist_ok=True)
-            ds.to_parquet(str(folder / f"{split}-00000-of-00001.parquet"))
+            ds.to_parquet(str(folder / shard_name(split, 0, 1)))
 
     counts = {
         name: {split: len(ds) for split, ds in dd.items()}

@@ -15,22 +15,21 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from ..artifacts import corpus_text_splits, embedding_settings, finished_shards, load_texts, save_embeddings
+from ..artifacts import corpus_text_splits, embedding_settings, load_texts, save_embeddings
 from ..config import parse_config
 from ..embed import (
     DTYPES,
     POOL_TOKENS,
     POOLINGS,
     Embedder,
-    check_shard_folder,
     embed_dataset,
     embed_shards,
     plan_shards,
     shards_manifest,
-    start_shard_folder,
 )
 from ..errors import Llm4esError
 from ..hardware import process_state
+from ..shards import check_shard_folder, finished_shards, start_shard_folder
 
 
 @dataclass
