@@ -26,7 +26,7 @@ from .corpus import CorpusConfig, build_corpus
 from .embed import Embedder, embed_dataset, export_sentence_transformer
 from .evaluation import EvaluationConfig, run_evaluation
 from .search import build_index_from_files
-from .train import LLM4ESSFTConfig, SFTScriptArguments, run_sft
+from .training.sft import LLM4ESSFTConfig, SFTScriptArguments, run_sft
 
 console = Console()
 

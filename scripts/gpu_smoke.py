@@ -156,7 +156,7 @@ def check_env(check: Check) -> None:
             check.notes.append(f"dill would pickle {by_value} by value (datasets fingerprinting may fail)")
     except Exception as err:  # noqa: BLE001
         check.fact(dill_probe_error=f"{type(err).__name__}: {err}"[:200])
-    for module in ("llm4es_hf.embed", "llm4es_hf.train", "llm4es_hf.contrastive", "llm4es_hf.cli.embed",
+    for module in ("llm4es_hf.embed", "llm4es_hf.training.sft", "llm4es_hf.training.contrastive", "llm4es_hf.cli.embed",
                    "llm4es_hf.cli.sft", "llm4es_hf.cli.contrastive", "llm4es_hf.artifacts",
                    "tests.support.tiny"):  # fmt: skip
         try:
