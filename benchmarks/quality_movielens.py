@@ -203,7 +203,7 @@ def main() -> None:
     for name, path in files.items():
         sets[name], kinds[name] = load_embeddings(path), "embeddings"
     if args.coles:  # CoLES on every viewer's ratings (no labels), with pytorch-lifestream in its own environment
-        from llm4es_hf.coles import coles_baseline
+        from llm4es_hf.baselines.coles import coles_baseline
 
         ids, matrix, _ = coles_baseline(everyone, schema, output_dir=out)
         sets["coles"], kinds["coles"] = (ids, matrix), "baseline"

@@ -25,16 +25,16 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from .artifacts import CONFIGS, CORPUS_COLUMNS, load_corpus_config
-from .cards import write_dataset_card
-from .enrich import VARIANTS, EnrichmentCache, GenerationConfig, build_messages, enrich_texts, pick_users
-from .errors import Llm4esError
-from .models import load_tokenizer
-from .schema import EventSchema, save_schema
-from .serialize import SerializationConfig, Serializer, SerializeSummary, summarize
-from .sharded_corpus import MANIFEST, auto_num_shards, build_sharded, merge_stats
-from .shards import shard_name
-from .sources import SourceConfig, SourceResult
+from ..artifacts import CONFIGS, CORPUS_COLUMNS, load_corpus_config
+from ..cards import write_dataset_card
+from ..enrich import VARIANTS, EnrichmentCache, GenerationConfig, build_messages, enrich_texts, pick_users
+from ..errors import Llm4esError
+from ..models import load_tokenizer
+from ..schema import EventSchema, save_schema
+from ..serialize import SerializationConfig, Serializer, SerializeSummary, summarize
+from ..shards import shard_name
+from ..sources import SourceConfig, SourceResult
+from .sharded import MANIFEST, auto_num_shards, build_sharded, merge_stats
 
 __all__ = ["CONFIGS", "CorpusConfig", "build_corpus", "load_corpus_config", "write_dataset_card"]
 LOCAL_ONLY = ["users/*", "users/**", "enrich_cache.sqlite*", ".user_id_salt", "*.lock"]
@@ -109,7 +109,7 @@ class CorpusConfig(SourceConfig, SerializationConfig, GenerationConfig):
 
 def build_corpus(config: CorpusConfig) -> Path:
     """Serialize, enrich and write a corpus folder (see the module docstring); in shards when
-    ``num_shards`` > 1 (``sharded_corpus``: the ``serialized`` config only)."""
+    ``num_shards`` > 1 (``corpus.sharded``: the ``serialized`` config only)."""
     if not config.output_dir:
         raise Llm4esError("--output-dir is required", key="output_dir")
     variants = config.variants()  # validate before any work

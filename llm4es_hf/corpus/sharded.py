@@ -32,13 +32,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from .artifacts import CORPUS_COLUMNS, FILE
-from .errors import Llm4esError
-from .schema import EventSchema, schema_to_dict
-from .serialize import SerializationConfig, Serializer, SerializeSummary, summarize
-from .shards import claim, shard_name, shard_stem, write_atomically, write_text_atomically
-from .sources import SourceConfig, SourceReport, eligible_users, group_users, held_out, source_schema
-from .sources.stream import FILE_SOURCES, SHARD, RawFiles, partition_events, raw_files, read_labels, read_shard
+from ..artifacts import CORPUS_COLUMNS, FILE
+from ..errors import Llm4esError
+from ..schema import EventSchema, schema_to_dict
+from ..serialize import SerializationConfig, Serializer, SerializeSummary, summarize
+from ..shards import claim, shard_name, shard_stem, write_atomically, write_text_atomically
+from ..sources import SourceConfig, SourceReport, eligible_users, group_users, held_out, source_schema
+from ..sources.stream import FILE_SOURCES, SHARD, RawFiles, partition_events, raw_files, read_labels, read_shard
 
 MANIFEST = Path("shards") / "manifest.json"
 TOKEN_SAMPLE = 32  # users per shard whose tokens are counted for the percentiles
