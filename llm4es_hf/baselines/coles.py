@@ -22,6 +22,9 @@ from its cardinality (frequency codes; rare values beyond ``max_categories`` sha
 as ptls' ``out_of_index='clip'`` does); text -> the same when its values repeat (titles, genre
 lists), an error naming the field when it is free text; number -> a numeric feature (ptls
 scaler, then ptls' batch norm); date -> log1p of the gap in days to the previous event.
+
+Long (about 550 lines) because the recipe (``ColesConfig``), the feature mapping, the environment
+and the driver share the recipe and are read in that order; the ptls half is ``ptls_worker.py``.
 """
 
 from __future__ import annotations

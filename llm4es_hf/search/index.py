@@ -13,7 +13,10 @@ An index folder holds ``index.faiss``, ``users.parquet`` (user_id, labels, split
 ``projection.npz`` (the centering mean and the 2-D PCA), ``index.json`` (kind, sizes, the
 model and serialization that made the vectors), and, when built from a corpus, the event
 ``schema.yaml`` and ``texts.parquet`` (what the model saw per user), so that new users'
-events can be embedded the same way (``search.query.QueryEncoder``).
+events can be embedded the same way (``search.query.QueryEncoder``), and a ``README.md`` card.
+
+Long (about 500 lines) because the three index kinds share the build, the save and the query
+paths of ``UserIndex``; the files and the query encoder live in ``files`` and ``query``.
 """
 
 from __future__ import annotations
