@@ -66,9 +66,11 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     padding_side: str | None = None,
     key: str = "model",
+    attn_implementation: str | None = None,
 ) -> tuple[Any, Any, str]:
     """``(tokenizer, model, resolved path)``; ``head`` "causal-lm" keeps the LM head (training,
-    generation), "base" loads the decoder body alone (embeddings)."""
+    generation), "base" loads the decoder body alone (embeddings). ``attn_implementation``
+    (``sdpa``, ``flash_attention_2``, ``eager``): None is transformers' default."""
     from transformers import AutoModel, AutoModelForCausalLM
 
     if head not in HEADS:
@@ -78,9 +80,16 @@ def load_model(
         raise Llm4esError("model folder has no config.json (not a saved transformers model)", file=resolved)
     tokenizer = load_tokenizer(name_or_path, padding_side=padding_side, key=key, what="model")
     loader = AutoModelForCausalLM if head == "causal-lm" else AutoModel
+    attention = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
         with quiet_transformers():
-            model = loader.from_pretrained(resolved, dtype=dtype)
+            model = loader.from_pretrained(resolved, dtype=dtype, **attention)
     except OSError as err:
         raise _cannot_load("model", name_or_path, err, key) from err
+    except ImportError as err:  # flash_attention_2 without the flash-attn package
+        raise Llm4esError(
+            f"attn_implementation {attn_implementation!r} cannot be used here ({err}); install its package "
+            "or set attn_implementation: sdpa",
+            key="attn_implementation",
+        ) from err
     return tokenizer, model, resolved

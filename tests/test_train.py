@@ -269,6 +269,7 @@ def test_resume_from_last_checkpoint(tmp_path, tiny_model, tiny_corpus):
         (["--text_column", "body"], "no 'body' column"),
         (["--model_name_or_path", "org/not-here"], "cannot load model"),
         (["--use_peft", "--lora_target_modules", "query_key_value"], "LoRA target modules"),
+        (["--attn_implementation", "flash_attention_2"], "set attn_implementation: sdpa"),  # no flash-attn here
         (["--max_length", "None"], None),
     ],
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -300,10 +301,16 @@ def check_lora_targets(model: torch.nn.Module, target_modules: Any) -> None:
         )
 
 
-def run_sft(script_args: SFTScriptArguments, training_args: Any, model_args: Any) -> dict[str, Any]:
+def run_sft(
+    script_args: SFTScriptArguments,
+    training_args: Any,
+    model_args: Any,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> dict[str, Any]:
     """Load data and model, validate everything, train, save with its card and, from a local
     corpus, the schema and serialization settings (so the model embeds raw events as its corpus
-    was made). Publishing is the caller's (recipes/sft.py): the Trainer's own pushes are off."""
+    was made). Publishing is the caller's (recipes/sft.py): the Trainer's own pushes are off.
+    ``callbacks`` join the Trainer's (a benchmark's step timer)."""
     from transformers.trainer_utils import get_last_checkpoint
     from trl import get_peft_config
 
@@ -316,7 +323,9 @@ def run_sft(script_args: SFTScriptArguments, training_args: Any, model_args: Any
 
     texts = load_training_texts(script_args, seed=training_args.seed)
     dtype = getattr(torch, model_args.dtype) if model_args.dtype not in (None, "auto") else torch.float32
-    tokenizer, model, resolved = load_model(model_name, dtype=dtype, key="model_name_or_path")
+    tokenizer, model, resolved = load_model(
+        model_name, dtype=dtype, key="model_name_or_path", attn_implementation=model_args.attn_implementation
+    )
     peft_config = get_peft_config(model_args)
     if peft_config is not None:
         check_lora_targets(model, peft_config.target_modules)
@@ -344,7 +353,7 @@ def run_sft(script_args: SFTScriptArguments, training_args: Any, model_args: Any
         train_dataset=train_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[throughput],
+        callbacks=[throughput, *callbacks],
     )
     resume = training_args.resume_from_checkpoint
     if resume in (True, "true", "True", "auto"):
