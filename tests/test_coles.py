@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from llm4es_hf import coles
+from llm4es_hf.baselines import coles
 from llm4es_hf.baselines.coles import ColesConfig, coles_features, embedding_size, load_coles_recipe
 from llm4es_hf.cli import main as llm4es
 from llm4es_hf.config import parse_config
