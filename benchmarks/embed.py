@@ -5,15 +5,17 @@ Compares, on the same texts (the latest --max-tokens tokens of --users MovieLens
 - naive: fp32 AutoModelForCausalLM with output_hidden_states (LM head computed), unsorted batches;
 - length-sorted alone: fp32 decoder body, sorted vs unsorted batches;
 - SentenceTransformer.encode on the exported model (same dtype as ours), same vectors checked;
+- ours stopping at layer --layer-end (early exit: layers L/3..layer_end pooled) against the full forward;
 and the cosine between bf16 and fp32 embeddings per user. The texts are the paper's context,
-the latest 2048 tokens, so lengths follow MovieLens (many viewers short, a quarter at the cap).
-Then downstream: all 943 viewers embedded in bf16 and in fp32 (latest --auc-max-tokens tokens of
+up to the latest --max-tokens tokens, so lengths follow MovieLens (many viewers short, some at the cap).
+Then, where the CPU computes bf16 natively (elsewhere "auto" is fp32 and the check is skipped),
+downstream: all 943 viewers embedded in bf16 and in fp32 (latest --auc-max-tokens tokens of
 the quickstart's compact layout, where the embeddings carry signal: at 128 tokens of the full
 layout both dtypes score chance, which shows nothing),
 gender ROC-AUC of each (5 folds, LightGBM and logistic regression), to show that bf16 changes
 nothing that matters. Last line: one JSON object, ratio = ours over naive in tokens/s.
 
-    python benchmarks/embed.py [--users 64 --max-tokens 2048 --batch-size 8 --auc-max-tokens 256]
+    python benchmarks/embed.py [--users 32 --max-tokens 1024 --batch-size 8 --layer-end 20 --auc-max-tokens 256]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from _common import report, timed  # noqa: E402
 
 from llm4es_hf.assets import resolve_model  # noqa: E402
 from llm4es_hf.embed import Embedder, export_sentence_transformer  # noqa: E402
+from llm4es_hf.hardware import cpu_has_native_bf16, describe  # noqa: E402
 from llm4es_hf.models import load_tokenizer
 from llm4es_hf.serialize import Serializer  # noqa: E402
 from llm4es_hf.sources import load_source  # noqa: E402
@@ -75,10 +78,13 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--users", type=int, default=64)
-    parser.add_argument("--max-tokens", type=int, default=2048)
+    parser.add_argument("--users", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--auc-max-tokens", type=int, default=256, help="0 skips the downstream check")
+    parser.add_argument("--layer-end", type=int, default=20, help="the early exit timed against the full forward")
+    parser.add_argument(
+        "--auc-max-tokens", type=int, default=256, help="0 skips the downstream check (skipped without native bf16)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
 
@@ -91,7 +97,7 @@ def main() -> None:
     tokens = int(lengths.sum())
     print("token lengths p10/p50/p90/max: " + "/".join(str(int(np.percentile(lengths, q))) for q in (10, 50, 90, 100)))
     model_path = resolve_model("smollm2-135m")
-    print(f"{len(texts)} MovieLens users, {tokens:,} tokens (<= {args.max_tokens} each)")
+    print(f"{len(texts)} MovieLens users, {tokens:,} tokens (<= {args.max_tokens} each); hardware: {describe()}")
 
     def run(embedder: Embedder, **kwargs):
         return timed(lambda: embedder.encode(texts, batch_size=args.batch_size, progress=False, **kwargs))
@@ -109,6 +115,9 @@ def main() -> None:
     fp32.encode(texts[:2], progress=False)
     sorted_s, fp32_vec = run(fp32)
     unsorted_s, _ = run(fp32, sort_by_length=False)
+    early = Embedder(model_path, max_length=args.max_tokens, layer_end=args.layer_end)
+    early.encode(texts[:2], progress=False)
+    early_s, _ = run(early)
 
     from sentence_transformers import SentenceTransformer
 
@@ -127,6 +136,7 @@ def main() -> None:
         ("fp32 body, length-sorted", sorted_s),
         ("fp32 body, unsorted", unsorted_s),
         (f"SentenceTransformer.encode ({dtype})", st_s),
+        (f"ours, forward stopping at layer {args.layer_end} of {early.num_layers}", early_s),
     ]
     for name, seconds in rows:
         print(f"  {name:55s} {seconds:7.1f} s  {tokens / seconds:8,.0f} tokens/s")
@@ -135,7 +145,9 @@ def main() -> None:
     cos_st = cosine(ours_vec, st_vec)
     print(f"cosine {dtype} vs fp32 per user: min {cos_dtype.min():.5f}, mean {cos_dtype.mean():.5f}")
     print(f"cosine fp32 ours vs naive: min {cos_naive.min():.5f}; ours vs SentenceTransformer: min {cos_st.min():.5f}")
-    auc = downstream_auc(tokenizer, model_path, args) if args.auc_max_tokens else {}
+    auc = downstream_auc(tokenizer, model_path, args) if args.auc_max_tokens and cpu_has_native_bf16() else {}
+    if not auc:
+        print("downstream bf16 vs fp32 check skipped: no native bf16 on this CPU (auto is fp32) or --auc-max-tokens 0")
     report(
         benchmark="embed",
         unit="tokens/s",
@@ -146,6 +158,9 @@ def main() -> None:
         ratio=round(naive_s / ours_s, 2),
         sorted_over_unsorted=round(unsorted_s / sorted_s, 2),
         ours_over_sentence_transformers=round(st_s / ours_s, 2),
+        early_exit_speedup=round(ours_s / early_s, 2),
+        layer_end=args.layer_end,
+        hardware=describe(),
         cosine_dtype_vs_fp32_min=round(float(cos_dtype.min()), 5),
         cosine_vs_naive_min=round(float(cos_naive.min()), 5),
         cosine_vs_sentence_transformers_min=round(float(cos_st.min()), 5),

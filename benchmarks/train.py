@@ -18,8 +18,18 @@ same one run first (allocator and kernel state carried over), whichever it was. 
 Peak RSS per configuration is reported. Last line: one JSON object, ratio = the faster
 padding-free way over plain padding (`ours_is` names it; both ratios are reported).
 
-    python benchmarks/train.py [--max-length 2048 --batch-size 2 --steps 3 --runs padded packed ...]
+``--lora`` times the quickstart's LoRA fine-tuning instead (r 16 on the 7 projections, lr 1e-3,
+the quickstart's 257-token windows of the compact layout, 8 viewers per optimizer step, the same
+viewers in the same order) the way it runs now (no LoRA dropout, one micro-batch of 8) against
+the way the recipe shipped before (dropout 0.05, 4 x 2 accumulated), each in its own process, and
+measures torch's fp32 GEMM rate at the model's shapes in the same run. Last line: `lora_speedup`
+(new over old tokens/s), `lora_gemm_fraction` (model FLOPs per token x tokens/s over the GEMM
+rate: forward and input-gradient backward of every matmul, LM head and causal attention included)
+and the loss of each after the same steps.
+
+    python benchmarks/train.py [--max-length 512 --batch-size 2 --steps 3 --runs padded packed ...]
         [--model gemma3-270m]
+    python benchmarks/train.py --lora [--steps 30]
 """
 
 from __future__ import annotations
@@ -40,13 +50,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import peak_rss_mb, report  # noqa: E402
 
 from llm4es_hf.assets import resolve_model  # noqa: E402
-from llm4es_hf.hardware import cpu_has_native_bf16  # noqa: E402
+from llm4es_hf.hardware import cpu_has_native_bf16, describe  # noqa: E402
 from llm4es_hf.models import load_tokenizer
 from llm4es_hf.serialize import Serializer  # noqa: E402
 from llm4es_hf.sources import load_source  # noqa: E402
 from llm4es_hf.training.sft import LLM4ESSFTConfig, tokenize_for_lm  # noqa: E402
 
 CONFIGS = ("hand", "hand-micro", "padded", "packed", "grouped", "micro", "fp32", "fused")
+LORA_CONFIGS = {  # the quickstart's LoRA step: now, and as the recipe shipped before
+    "lora-new": {"lora_dropout": 0.0, "batch_size": 8, "accumulation": 1},
+    "lora-old": {"lora_dropout": 0.05, "batch_size": 4, "accumulation": 2},
+}
+LORA = {
+    "r": 16,
+    "lora_alpha": 32,
+    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
 OPTIM = {"lr": 5e-5, "betas": (0.9, 0.95), "eps": 1e-5, "weight_decay": 1e-6}
 
 
@@ -99,8 +118,12 @@ def ours(
     strategy: str = "sequential",
     accumulation: int = 1,
     fused_lm_head: bool | None = None,
+    lora_dropout: float | None = None,
+    learning_rate: float = OPTIM["lr"],
 ) -> tuple[int, float, float]:
-    """TRL SFTTrainer through our config and trainer: (tokens, seconds) of the steps after the first, last loss."""
+    """TRL SFTTrainer through our config and trainer: (tokens, seconds) of the steps after the first, last loss.
+    ``lora_dropout`` set: LoRA (``LORA``) with that dropout, as the quickstart's recipe trains."""
+    from peft import LoraConfig
     from transformers import AutoModelForCausalLM, TrainerCallback
 
     from llm4es_hf.training.sft import LLM4ESSFTTrainer
@@ -119,7 +142,7 @@ def ours(
             max_steps=steps,
             per_device_train_batch_size=batch_size,
             gradient_accumulation_steps=accumulation,
-            learning_rate=OPTIM["lr"],
+            learning_rate=learning_rate,
             adam_beta1=0.9,
             adam_beta2=0.95,
             adam_epsilon=OPTIM["eps"],
@@ -140,8 +163,14 @@ def ours(
             dataloader_drop_last=False,
             fused_lm_head=fused_lm_head,
         )
+        peft = None if lora_dropout is None else LoraConfig(lora_dropout=lora_dropout, task_type="CAUSAL_LM", **LORA)
         trainer = LLM4ESSFTTrainer(
-            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[StepClock()]
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[StepClock()],
+            peft_config=peft,
         )
         trainer.train()
         losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
@@ -149,11 +178,121 @@ def ours(
         return last_tokens - first_tokens, last_end - first_end, float(losses[-1])
 
 
+def gemm_gflops(rows: int, inner: int, cols: int, repeat: int = 20) -> float:
+    """torch's fp32 GEMM rate (GFLOP/s) at one matmul shape, on this run's threads: best of 3."""
+    a, b = torch.randn(rows, inner), torch.randn(inner, cols)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeat):
+            a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * rows * inner * cols * repeat / best / 1e9
+
+
+def lora_flops_per_token(config, context: float) -> float:  # noqa: ANN001
+    """Model FLOPs of one LoRA training token: every matmul forward (2 x weights) and its
+    input-gradient backward (the frozen weights get no gradient), LM head included; causal
+    attention (QK^T and AV at ``context`` average keys) forward, and twice that backward.
+    The rank-16 adapters' own FLOPs (under 5%) are not counted."""
+    d, heads, kv = config.hidden_size, config.num_attention_heads, config.num_key_value_heads
+    head_dim = getattr(config, "head_dim", None) or d // heads
+    per_layer = d * heads * head_dim * 2 + 2 * d * kv * head_dim + 3 * d * config.intermediate_size
+    weights = config.num_hidden_layers * per_layer + d * config.vocab_size
+    attention = config.num_hidden_layers * 4 * heads * head_dim * context
+    return 2 * (2 * weights) + 3 * attention
+
+
+def lora_rows(tokenizer, max_length: int, users: int) -> list[list[int]]:  # noqa: ANN001
+    """The quickstart's training windows: the latest ``max_length`` tokens (EOS included) of the
+    compact layout, ``users`` viewers in a fixed random order."""
+
+    source = load_source("movielens", schema="movielens_compact")
+    texts = Serializer(source.schema, max_tokens=max_length - 1, tokenizer=tokenizer)(source.users)
+    tokenized, _ = tokenize_for_lm(texts.select_columns(["text"]), tokenizer, max_length=max_length)
+    order = np.random.default_rng(0).permutation(len(tokenized))[:users]
+    return [tokenized[int(i)]["input_ids"] for i in order]
+
+
+def lora_main(args: argparse.Namespace) -> None:
+    """``--lora``: the quickstart's LoRA step now against before (see the module docstring)."""
+    import datasets
+    from transformers import AutoConfig
+
+    steps = args.steps or 30
+    per_step = 8
+    tokenizer = load_tokenizer(args.model)
+    rows = lora_rows(tokenizer, args.max_length or 257, per_step * (steps + 1))
+    model_path = resolve_model(args.model)
+    if args.only:
+        settings = LORA_CONFIGS[args.only]
+        dataset = datasets.Dataset.from_dict({"input_ids": rows})
+        tokens, seconds, loss = ours(
+            model_path,
+            dataset,
+            tokenizer,
+            batch_size=settings["batch_size"],
+            accumulation=settings["accumulation"],
+            lora_dropout=settings["lora_dropout"],
+            steps=steps + 1,
+            bf16=cpu_has_native_bf16(),
+            learning_rate=1e-3,
+        )
+        print(json.dumps({"tokens": tokens, "seconds": seconds, "loss": loss, "peak_rss_mb": peak_rss_mb()}))
+        return
+    config = AutoConfig.from_pretrained(model_path)
+    lengths = np.array([len(r) for r in rows])
+    flops = lora_flops_per_token(config, float((lengths + 1).mean() / 2))
+    precision = "bf16" if cpu_has_native_bf16() else "fp32"
+    print(
+        f"hardware: {describe()}; precision {precision}; {args.model}, LoRA r 16 on 7 projections; {steps} timed steps "
+        f"(+1 warm-up) of {per_step} viewers x ~{int(lengths.mean())} tokens; {flops / 1e9:.3f} GFLOP per token"
+    )
+    results = {}
+    for key, settings in LORA_CONFIGS.items():
+        command = [sys.executable, __file__, "--lora", "--only", key, "--steps", str(steps), "--model", args.model]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"{key} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        results[key] = json.loads(done.stdout.strip().splitlines()[-1])
+        run = results[key]
+        print(
+            f"  {key}: dropout {settings['lora_dropout']}, {settings['batch_size']} x {settings['accumulation']}: "
+            f"{run['seconds']:.1f} s, {run['tokens'] / run['seconds']:.1f} tokens/s, loss after {steps + 1} steps "
+            f"{run['loss']:.4f}, peak RSS {run['peak_rss_mb']:,.0f} MB",
+            flush=True,
+        )
+    gemm = gemm_gflops(2048, config.hidden_size, config.intermediate_size)
+    speed = {key: run["tokens"] / run["seconds"] for key, run in results.items()}
+    shape = f"(2048 x {config.hidden_size}) @ ({config.hidden_size} x {config.intermediate_size})"
+    print(f"torch fp32 GEMM at {shape}: {gemm:.1f} GFLOP/s")
+    report(
+        benchmark="train-lora",
+        unit="tokens/s",
+        model=args.model,
+        hardware=describe(),
+        precision=precision,
+        steps=steps,
+        ours=round(speed["lora-new"], 1),
+        baseline=round(speed["lora-old"], 1),
+        lora_speedup=round(speed["lora-new"] / speed["lora-old"], 2),
+        gflop_per_token=round(flops / 1e9, 4),
+        gemm_gflops=round(gemm, 1),
+        lora_gemm_fraction=round(flops * speed["lora-new"] / 1e9 / gemm, 3),
+        lora_gemm_fraction_before=round(flops * speed["lora-old"] / 1e9 / gemm, 3),
+        loss_new=round(results["lora-new"]["loss"], 4),
+        loss_old=round(results["lora-old"]["loss"], 4),
+        peak_rss_mb={key: round(run["peak_rss_mb"]) for key, run in results.items()},
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--max-length", type=int, default=2048)
+    parser.add_argument("--max-length", type=int, default=None, help="tokens per user (default 512; --lora 257)")
     parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps (default 3; --lora 30)")
     parser.add_argument("--model", default="smollm2-135m", help="bundled name, folder or Hub id")
     parser.add_argument(
         "--runs",
@@ -162,11 +301,17 @@ def main() -> None:
         choices=CONFIGS,
         help="which configurations to time (padded is always the baseline)",
     )
-    parser.add_argument("--only", choices=CONFIGS, help=argparse.SUPPRESS)
+    parser.add_argument("--lora", action="store_true", help="the quickstart's LoRA step, now against before")
+    parser.add_argument("--only", choices=[*CONFIGS, *LORA_CONFIGS], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    torch.set_num_threads(2)
+    if args.lora:
+        lora_main(args)
+        return
+    args.max_length = args.max_length or 512
+    args.steps = args.steps or 3
     if "padded" not in args.runs and not args.only:
         parser.error("--runs must include padded (the baseline of every ratio)")
-    torch.set_num_threads(2)
 
     import datasets
 

@@ -2,7 +2,11 @@
 
 Run the decoder body (no LM head) on each user's plain serialization, average the hidden
 states of layers ``k..L`` (``hidden_states[k:]``, the upper two thirds by default), then
-take the mean over non-padding tokens (or the last token). Position ids come from the
+take the mean over non-padding tokens (or the last token). With ``layer_end=e`` below the
+model's L layers the forward stops at layer e: the model runs as if it had e layers (the
+final norm then applies to layer e's output, as ``AutoModel.from_pretrained(path,
+num_hidden_layers=e)`` does) and layers ``k..e`` are averaged, for ``(e - k)``/``L`` of the
+compute of the full forward. Position ids come from the
 attention mask, so left and right padding give the same vectors. Texts are sorted by
 length before batching, run under ``inference_mode``, in bf16 where the hardware has it.
 On CPU, texts of PADDING_FREE_MIN_TOKENS or more are batched only with texts of the same
@@ -28,7 +32,16 @@ import numpy as np
 import polars as pl
 import torch
 
-from .artifacts import FILE, ROW, SplitTexts, embedding_settings, serialization_settings, write_embedding_shard
+from .artifacts import (
+    FILE,
+    ROW,
+    SplitTexts,
+    embedding_settings,
+    load_texts,
+    save_embeddings,
+    serialization_settings,
+    write_embedding_shard,
+)
 from .errors import Llm4esError
 from .hardware import pick_dtype, process_state
 from .models import load_model, load_tokenizer
@@ -41,11 +54,66 @@ POOLINGS = ("mean", "last")
 POOL_TOKENS = ("all", "events")
 DTYPES = ("auto", "bf16", "fp32")
 PADDING_FREE_MIN_TOKENS = 256  # at 128 tokens padded batches of 8 were faster than one text at a time
+DEFAULT_MAX_LENGTH = 2048  # tokens per user when neither the caller nor the model's saved settings say
 
 
 def default_layer_start(num_layers: int) -> int:
     """The paper's k: the upper two thirds of the layers (k = 9 of 28 for Llama-3.2-3B)."""
     return round(num_layers / 3)
+
+
+def early_layer_end(num_layers: int) -> int:
+    """Where the quickstart's forward stops: two thirds up (20 of SmolLM2's 30 layers), so layers
+    L/3..2L/3 are pooled; at 512 tokens that pooled range scored as well as L/3..L (benchmarks/README.md)."""
+    return round(2 * num_layers / 3)
+
+
+def check_layer_range(layer_start: int, layer_end: int, num_layers: int) -> None:
+    """``0 <= layer_start < layer_end <= num_layers``, else an error naming both numbers and the depth."""
+    if not 0 <= layer_start < num_layers:
+        raise Llm4esError(
+            f"layer_start={layer_start} must be in [0, {num_layers - 1}]: the model has {num_layers} layers",
+            key="layer_start",
+        )
+    if not layer_start < layer_end <= num_layers:
+        raise Llm4esError(
+            f"layer_end={layer_end} must be above layer_start={layer_start} and at most the model's "
+            f"{num_layers} layers",
+            key="layer_end",
+        )
+
+
+def stop_at_layer(model: torch.nn.Module, layer_end: int) -> None:
+    """Keep the first ``layer_end`` decoder layers of a base model (the forward stops there)."""
+    if layer_end < model.config.num_hidden_layers:
+        model.layers = model.layers[:layer_end]
+        model.config.num_hidden_layers = layer_end
+
+
+def resolve_embedding_settings(
+    model: str,
+    *,
+    layer_start: int | None = None,
+    layer_end: int | None = None,
+    pooling: str | None = None,
+    max_length: int | None = None,
+    token_budget: int | None = None,
+) -> dict[str, Any]:
+    """The pooling settings a model embeds with: the caller's, else what the model folder saved
+    (``llm4es_embedding.json`` from the export), else for ``max_length`` the token budget the
+    texts were serialized with (``token_budget``, else the model's ``llm4es_serialization.json``),
+    else the defaults. Every path
+    (``llm4es embed``, ``UserEncoder``, the Space, the quickstart) resolves them here."""
+    saved = embedding_settings(model)
+    if token_budget is None:
+        serialized = serialization_settings(model)
+        token_budget = serialized[1].get("max_tokens") if serialized is not None else None
+    return {
+        "layer_start": layer_start if layer_start is not None else saved.get("layer_start"),
+        "layer_end": layer_end if layer_end is not None else saved.get("layer_end"),
+        "pooling": pooling or saved.get("pooling") or "mean",
+        "max_length": max_length or saved.get("max_length") or token_budget or DEFAULT_MAX_LENGTH,
+    }
 
 
 class Embedder:
@@ -56,8 +124,9 @@ class Embedder:
         model: str,
         *,
         layer_start: int | None = None,
+        layer_end: int | None = None,
         pooling: str = "mean",
-        max_length: int = 2048,
+        max_length: int = DEFAULT_MAX_LENGTH,
         dtype: str = "auto",
         device: str | None = None,
         padding_side: str | None = None,
@@ -87,10 +156,9 @@ class Embedder:
         self.model = model_body.to(self.device).eval()
         self.num_layers = self.model.config.num_hidden_layers
         self.layer_start = default_layer_start(self.num_layers) if layer_start is None else layer_start
-        if not 0 <= self.layer_start <= self.num_layers:
-            raise Llm4esError(
-                f"layer_start must be in [0, {self.num_layers}], got {self.layer_start}", key="layer_start"
-            )
+        self.layer_end = self.num_layers if layer_end is None else layer_end
+        check_layer_range(self.layer_start, self.layer_end, self.num_layers)
+        stop_at_layer(self.model, self.layer_end)
         self.pooling = pooling
         self.max_length = max_length
         if padding_side is not None:
@@ -281,16 +349,8 @@ class UserEncoder:
         if schema is None and saved is not None:
             schema = saved[0]
         settings = {**(saved[1] if saved is not None else {}), **(serialization or {})}
-        pooling = embedding_settings(model)
-        embedder = Embedder(
-            model,
-            layer_start=pooling.get("layer_start"),
-            pooling=pooling.get("pooling", "mean"),
-            # the exported model's length, else the token budget its corpus was serialized with
-            max_length=pooling.get("max_length") or settings.get("max_tokens") or 2048,
-            dtype=dtype,
-            device=device,
-        )
+        pooling = resolve_embedding_settings(model, token_budget=settings.get("max_tokens"))
+        embedder = Embedder(model, **pooling, dtype=dtype, device=device)
         serializer = None
         if schema is not None:
             budget = settings.get("max_tokens")
@@ -372,6 +432,25 @@ def embed_dataset(
     return np.concatenate([emb for _, _, emb in gathered if len(emb)], axis=0)
 
 
+def embed_corpus(
+    embedder: Embedder,
+    corpus: str,
+    output: str | Path,
+    *,
+    corpus_config: str = "serialized",
+    splits: Sequence[str] | None = None,
+    batch_size: int = 8,
+) -> np.ndarray | None:
+    """A corpus' plain texts -> one Parquet file (user_id, split, embedding) and a datasets folder
+    beside it, users split across accelerate processes; the main process writes and gets the
+    vectors (``llm4es embed --output X.parquet`` and the quickstart both run this)."""
+    texts = load_texts(corpus, corpus_config, list(splits) if splits else None)
+    embeddings = embed_dataset(embedder, texts, batch_size=batch_size)
+    if embeddings is not None:
+        save_embeddings(output, texts["user_id"], embeddings, extra={"split": texts["split"]})
+    return embeddings
+
+
 SHARDS_FORMAT = "llm4es-embedding-shards/1"
 MODEL_FILES = {"config.json", "tokenizer.json", "adapter_config.json"}  # and the weights (*.safetensors, *.bin)
 
@@ -433,6 +512,7 @@ def shards_manifest(
         },
         "embedding": {
             "layer_start": embedder.layer_start,
+            "layer_end": embedder.layer_end,
             "num_layers": embedder.num_layers,
             "pooling": embedder.pooling,
             "max_length": embedder.max_length,
@@ -481,12 +561,18 @@ def embed_shards(
 
 
 def export_sentence_transformer(
-    model_dir: str | Path, *, layer_start: int | None = None, pooling: str = "mean", max_length: int = 2048
+    model_dir: str | Path,
+    *,
+    layer_start: int | None = None,
+    layer_end: int | None = None,
+    pooling: str = "mean",
+    max_length: int = DEFAULT_MAX_LENGTH,
 ) -> Path:
     """Add SentenceTransformer modules to a saved model folder: Transformer at the root (with
-    ``output_hidden_states``), ``1_WeightedLayerPooling`` (equal weights over hidden_states[k:]) and
-    ``2_Pooling`` (mean or lasttoken). The root weights, config and card are left as they are, so
-    AutoModel / AutoModelForCausalLM keep loading the folder.
+    ``output_hidden_states``, and ``num_hidden_layers=layer_end`` when the forward stops early),
+    ``1_WeightedLayerPooling`` (equal weights over hidden_states[k:e]) and ``2_Pooling`` (mean or
+    lasttoken). The root weights, config and card are left as they are, so AutoModel /
+    AutoModelForCausalLM keep loading the folder.
     """
     from sentence_transformers.sentence_transformer.modules import Pooling, WeightedLayerPooling
     from transformers import AutoConfig
@@ -499,6 +585,11 @@ def export_sentence_transformer(
     config = AutoConfig.from_pretrained(model_dir)
     num_layers, hidden = config.num_hidden_layers, config.hidden_size
     start = default_layer_start(num_layers) if layer_start is None else layer_start
+    end = num_layers if layer_end is None else layer_end
+    check_layer_range(start, end, num_layers)
+    config_kwargs: dict[str, Any] = {"output_hidden_states": True}
+    if end < num_layers:
+        config_kwargs["num_hidden_layers"] = end  # the Transformer module loads the first `end` layers only
     modules = [
         ("", "sentence_transformers.base.modules.transformer.Transformer"),
         (
@@ -518,7 +609,7 @@ def export_sentence_transformer(
                 "transformer_task": "feature-extraction",
                 "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
                 "module_output_name": "token_embeddings",
-                "config_kwargs": {"output_hidden_states": True},
+                "config_kwargs": config_kwargs,
                 # keep the most recent events (left truncation), as training and `llm4es embed` do
                 "processor_kwargs": {
                     "truncation_side": "left",
@@ -542,13 +633,20 @@ def export_sentence_transformer(
     )
     layer_folder = model_dir / "1_WeightedLayerPooling"
     layer_folder.mkdir(exist_ok=True)
-    WeightedLayerPooling(hidden, num_hidden_layers=num_layers, layer_start=start).save(str(layer_folder))
+    WeightedLayerPooling(hidden, num_hidden_layers=end, layer_start=start).save(str(layer_folder))
     pool_folder = model_dir / "2_Pooling"
     pool_folder.mkdir(exist_ok=True)
     Pooling(hidden, pooling_mode="lasttoken" if pooling == "last" else "mean").save(str(pool_folder))
     (model_dir / "llm4es_embedding.json").write_text(
         json.dumps(
-            {"layer_start": start, "num_layers": num_layers, "pooling": pooling, "max_length": max_length}, indent=2
+            {
+                "layer_start": start,
+                "layer_end": end,
+                "num_layers": num_layers,
+                "pooling": pooling,
+                "max_length": max_length,
+            },
+            indent=2,
         )
     )
     return model_dir

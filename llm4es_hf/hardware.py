@@ -25,14 +25,19 @@ DTYPE_NAMES: dict[str, torch.dtype] = {
 
 
 @cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
+def _cpuinfo_field(name: str) -> str:
+    """The first ``name : value`` of /proc/cpuinfo ("" where it cannot be read)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
-            line = next((line for line in info if line.startswith("flags")), "")
+            line = next((line for line in info if line.split(":", 1)[0].strip() == name), "")
     except OSError:
-        return frozenset()
-    return frozenset(line.split(":", 1)[1].split()) if ":" in line else frozenset()
+        return ""
+    return line.split(":", 1)[1].strip() if ":" in line else ""
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
+    return frozenset(_cpuinfo_field("flags").split())
 
 
 def cpu_has_native_bf16() -> bool:
@@ -77,6 +82,7 @@ def describe() -> dict[str, object]:
     device = pick_device()
     return {
         "device": device,
+        "cpu": _cpuinfo_field("model name"),
         "cpu_bf16": cpu_has_native_bf16(),
         "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2"))),
         "auto_dtype": str(pick_dtype("auto", device)).replace("torch.", ""),

@@ -141,7 +141,7 @@ class EventSchema:
         if spec.codes_file:
             mapping.update(read_codes_file(self._relative(spec.codes_file), spec.codes_columns))
         if spec.codes_from:
-            mapping.update(_package_codes(spec.codes_from))
+            mapping.update(package_codes(spec.codes_from))
         if spec.codes:
             mapping.update({str(k): str(v) for k, v in spec.codes.items()})
         return mapping
@@ -194,7 +194,8 @@ def read_codes_file(path: Path, columns: list[str] | None = None) -> dict[str, s
 
 
 @functools.cache
-def _package_codes(name: str) -> dict[str, str]:
+def package_codes(name: str) -> dict[str, str]:
+    """The code -> description map of a package (``codes_from``): iso18245 merchant category codes."""
     if name == "iso18245":
         import iso18245
 
@@ -268,6 +269,13 @@ def schema_from_dict(data: dict[str, Any], path: Path | None = None) -> EventSch
             raise Llm4esError(f"code file {spec.codes_file!r} not found", key=f"{where}.codes_file")
     if not schema.text_fields:
         raise Llm4esError("every field has in_text: false; the text would be empty", key="fields")
+    for i, spec in enumerate(schema.fields):
+        if spec.in_text and spec.source_column in schema.sensitive:
+            raise Llm4esError(
+                f"column {spec.source_column!r} is marked sensitive: it may not be in the text (set in_text: false, "
+                "or drop the field)",
+                key=f"fields[{i}]",
+            )
     if "event_time" in names - {f.name for f in schema.fields if f.kind == "date"}:
         raise Llm4esError("the field 'event_time' must have kind 'date'", key="fields")
     for i, label in enumerate(schema.labels):

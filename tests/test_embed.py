@@ -51,6 +51,34 @@ def test_pooling_matches_a_hand_computation(tiny_model, pooling):
 
 
 @pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_early_exit_gives_the_full_forwards_vectors(tiny_model, pooling):
+    """layer_end=2 of 3 layers: the forward stops after layer 2, and the vectors are the full forward's
+    hidden_states[1..2] with the final norm on layer 2's output (what num_hidden_layers=2 loads)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    early = Embedder(str(tiny_model), pooling=pooling, dtype="fp32", layer_start=1, layer_end=2)
+    assert len(early.model.layers) == 2 and early.layer_end == 2 and early.num_layers == 3
+    ours = early.encode(TEXTS, progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    full = AutoModel.from_pretrained(tiny_model).eval()
+    short = AutoModel.from_pretrained(tiny_model, num_hidden_layers=2).eval()  # the model card's snippet
+    for i, text in enumerate(TEXTS):
+        ids = tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            hidden = full(**ids, output_hidden_states=True).hidden_states
+            layers = torch.stack([hidden[1], full.norm(hidden[2])]).mean(0)[0]
+            snippet = torch.stack(short(**ids, output_hidden_states=True).hidden_states[1:]).mean(0)[0]
+        expected = layers.mean(0) if pooling == "mean" else layers[-1]
+        np.testing.assert_allclose(ours[i], expected.numpy(), atol=1e-5)
+        np.testing.assert_allclose(snippet.numpy(), layers.numpy(), atol=1e-5)
+    to_the_top = Embedder(str(tiny_model), pooling=pooling, dtype="fp32", layer_start=1, layer_end=3)
+    np.testing.assert_array_equal(
+        to_the_top.encode(TEXTS, progress=False),
+        Embedder(str(tiny_model), pooling=pooling, dtype="fp32", layer_start=1).encode(TEXTS, progress=False),
+    )
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
 def test_left_and_right_padding_agree(tiny_model, pooling):
     left = Embedder(str(tiny_model), pooling=pooling, dtype="fp32", padding_side="left").encode(TEXTS, progress=False)
     right = Embedder(str(tiny_model), pooling=pooling, dtype="fp32", padding_side="right").encode(TEXTS, progress=False)
@@ -115,12 +143,38 @@ def test_sentence_transformer_export_reproduces_embed(tmp_path, tiny_model, pool
     AutoModelForCausalLM.from_pretrained(folder)
 
 
+def test_early_exit_is_the_same_vector_on_every_path(tmp_path, tiny_model):
+    """A model exported with layer_end: SentenceTransformer, UserEncoder and `llm4es embed` all stop there."""
+    from sentence_transformers import SentenceTransformer
+
+    from llm4es_hf import UserEncoder
+    from llm4es_hf.artifacts import embedding_settings
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    export_sentence_transformer(folder, layer_start=1, layer_end=2, max_length=16)
+    assert embedding_settings(folder)["layer_end"] == 2
+    ours = Embedder(str(folder), dtype="fp32", layer_start=1, layer_end=2, max_length=16).encode(TEXTS, progress=False)
+    full = Embedder(str(folder), dtype="fp32", layer_start=1, max_length=16).encode(TEXTS, progress=False)
+    assert cosine(ours, full).max() < 0.9999  # stopping early changes the vector: the paths below must agree
+    st = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, batch_size=3)
+    assert cosine(st, ours).min() >= 0.9999
+    encoder = UserEncoder.from_pretrained(str(folder), dtype="fp32")
+    assert encoder.embedder.layer_end == 2
+    np.testing.assert_allclose(encoder.encode_texts(TEXTS), ours, atol=1e-6)
+
+
 def test_bad_model_and_options(tmp_path, tiny_model):
     (tmp_path / "empty").mkdir()
     with pytest.raises(Llm4esError, match="config.json"):
         Embedder(str(tmp_path / "empty"))
     with pytest.raises(Llm4esError, match="layer_start"):
         Embedder(str(tiny_model), layer_start=99)
+    for start, end in ((2, 2), (2, 1), (1, 4)):
+        with pytest.raises(Llm4esError, match=rf"layer_end={end} must be above layer_start={start} .* 3 layers"):
+            Embedder(str(tiny_model), layer_start=start, layer_end=end)
+    with pytest.raises(Llm4esError, match="layer_end=9 must be above layer_start=1 .* 3 layers"):
+        export_sentence_transformer(tiny_model, layer_start=1, layer_end=9)
     with pytest.raises(Llm4esError, match="pooling"):
         Embedder(str(tiny_model), pooling="max")
     with pytest.raises(Llm4esError, match="config.json"):

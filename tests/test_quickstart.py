@@ -19,6 +19,9 @@ def test_quickstart_end_to_end(tmp_path, capsys):
             str(tmp_path),
             "--max-tokens",
             "32",
+            "--embed-tokens",
+            "48",
+            "--frozen-baseline",
             "--train-steps",
             "2",
             "--batch-size",
@@ -38,16 +41,22 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     assert "done in" in out and "llm4es-finetuned" in out and "aggregates" in out
     results = json.loads((tmp_path / "quickstart.json").read_text())
     assert set(results["stages"]) == {"corpus", "fine-tuning", "embedding", "evaluation", "index"}
-    assert {"aggregates/lightgbm", "frozen-smollm2/lightgbm", "llm4es-finetuned/lightgbm"} <= set(results["scores"])
+    rows = {"aggregates", "bag", "frozen-smollm2", "llm4es-finetuned", "aggregates+llm4es-finetuned"}
+    assert {f"{name}/lightgbm" for name in rows} | {"bag+llm4es-finetuned/logreg"} <= set(results["scores"])
+    assert results["embedding"] == {"layer_start": 10, "layer_end": 20, "pooling": "mean", "max_length": 48}
     assert all(0.0 <= v <= 1.0 for v in results["scores"].values())
     assert set(results["out_of_fold"]) == set(results["scores"])
     gain = results["finetuned_vs_frozen_out_of_fold"]
     assert gain["ci95"][0] <= gain["delta"] <= gain["ci95"][1] and 0 < gain["p"] <= 1
     assert "fine-tuned vs frozen (LightGBM, out-of-fold)" in out
+    assert "LLM4ES added to the aggregates (lightgbm, out-of-fold)" in out and "LLM4ES added to the bag" in out
+    for added in results["added_out_of_fold"].values():
+        assert added["ci95"][0] <= added["delta"] <= added["ci95"][1] and 0 < added["p"] <= 1
     assert "Δ out-of-fold [95% CI]" in (tmp_path / "evaluation" / "report.md").read_text()
     model = tmp_path / "model"
     assert (model / "modules.json").exists() and (model / "model.safetensors").exists()
     card = ModelCard.load(model / "README.md")
+    assert 'from_pretrained("' in card.text and "num_hidden_layers=20)" in card.text and "hidden[10:]" in card.text
     assert card.data.eval_results and card.data.eval_results[0].dataset_name.startswith("MovieLens-100K")
     assert card.data.license == "apache-2.0" and card.text.lstrip().startswith("# llm4es-smollm2-movielens-100k\n")
     assert (tmp_path / "evaluation" / "report.png").exists()

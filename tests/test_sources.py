@@ -271,7 +271,7 @@ def test_users_without_events_are_counted(tmp_path):
 
 def test_empty_source_is_an_error(tmp_path):
     schema, events = shop(tmp_path, "")
-    with pytest.raises(Llm4esError, match="no user has any valid event"):
+    with pytest.raises(Llm4esError, match="header line but no rows"):
         load_source("csv", input=events, schema=schema)
 
 

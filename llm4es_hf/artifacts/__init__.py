@@ -42,7 +42,7 @@ from .folders import (
     write_serialization_settings,
 )
 from .labels import Labels, load_labels
-from .tables import FILE, NA_VALUES, ROW, read_table, require_columns
+from .tables import FILE, NA_VALUES, ROW, csv_error, ragged_line, read_table, require_columns
 
 __all__ = [
     "CONFIGS",
@@ -61,6 +61,7 @@ __all__ = [
     "config_files",
     "corpus_serialization_settings",
     "corpus_text_splits",
+    "csv_error",
     "embedding_files",
     "embeddings_table",
     "embedding_settings",
@@ -70,6 +71,7 @@ __all__ = [
     "load_labels",
     "load_texts",
     "parquet_splits",
+    "ragged_line",
     "read_table",
     "require_columns",
     "save_embeddings",

@@ -4,6 +4,8 @@ with each row's file line and file name so errors can point at it (``read_table`
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
@@ -37,14 +39,43 @@ def read_table(
 
             raw = gzip.decompress(raw)
         text = _decode(raw, path, encoding)
+        if not text.strip():
+            raise Llm4esError("empty file: no header line and no rows", file=path)
         sep = separator or _sniff_separator(text, path)
         try:
             frame = pl.read_csv(text.encode("utf-8"), separator=sep, infer_schema=False, quote_char=quote_char)
         except pl.exceptions.PolarsError as err:
-            raise Llm4esError(f"cannot parse as CSV: {err}", file=path) from err
+            raise csv_error(err, text.splitlines(), path, sep, quote_char) from err
         frame = frame.with_row_index(ROW, offset=2)
     frame = frame.rename({c: c.strip() for c in frame.columns if c != ROW})
     return frame.with_columns(pl.lit(str(path)).alias(FILE))
+
+
+def ragged_line(lines: Iterable[str], separator: str, quote_char: str | None = '"') -> Llm4esError | None:
+    """The first line whose field count differs from the header's, as our error (file line, what to
+    do), or None; polars says only "Consider setting 'truncate_ragged_lines=True'"."""
+    rows = csv.reader(lines, delimiter=separator, quotechar=quote_char or "\0")
+    header = next(rows, [])
+    for row in rows:
+        if len(row) != len(header) and any(value.strip() for value in row):
+            what = "more" if len(row) > len(header) else "fewer"
+            return Llm4esError(
+                f"{len(row)} fields where the header has {len(header)} ({what} than its columns): a value that "
+                f'holds the separator {separator!r} must be quoted ("a{separator}b"); otherwise fix or delete '
+                "this line",
+                row=rows.line_num,
+            )
+    return None
+
+
+def csv_error(
+    err: Exception, lines: Iterable[str], path: Path, separator: str, quote_char: str | None = '"'
+) -> Llm4esError:
+    """Our error for a CSV polars could not parse: its ragged line, else polars' message."""
+    found = ragged_line(lines, separator, quote_char)
+    if found is not None:
+        return Llm4esError(found.message, file=path, row=found.row)
+    return Llm4esError(f"cannot parse as CSV: {err}", file=path)
 
 
 def _decode(raw: bytes, path: Path, encoding: str) -> str:

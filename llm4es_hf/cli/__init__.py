@@ -16,6 +16,7 @@ from ..errors import Llm4esError
 
 # name -> (module under llm4es_hf.cli, one-line help); a command's module loads only when it runs.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "schema": ("schema", "`schema infer EVENTS`: propose an EventSchema YAML from a sample of your events"),
     "serialize": ("serialize", "raw events -> users Dataset with a `text` column (LLM4ES or another format)"),
     "synthetic": ("synthetic", "write synthetic bank transactions in Rosbank's raw format (train.csv.gz)"),
     "enrich": ("enrich", "rewrite serialized users with an instruct LLM (in-process or an OpenAI-compatible server)"),

@@ -15,16 +15,17 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from ..artifacts import corpus_text_splits, embedding_settings, load_texts, save_embeddings
+from ..artifacts import corpus_text_splits
 from ..config import parse_config
 from ..embed import (
     DTYPES,
     POOL_TOKENS,
     POOLINGS,
     Embedder,
-    embed_dataset,
+    embed_corpus,
     embed_shards,
     plan_shards,
+    resolve_embedding_settings,
     shards_manifest,
 )
 from ..errors import Llm4esError
@@ -49,9 +50,20 @@ class EmbedConfig:
     layer_start: int | None = field(
         default=None, metadata={"help": "first hidden state averaged (default: the model's export, else L/3)"}
     )
+    layer_end: int | None = field(
+        default=None,
+        metadata={
+            "help": "last hidden state averaged: the forward stops at this layer (default: the model's export, "
+            "else the last layer)"
+        },
+    )
     pooling: str | None = field(default=None, metadata={"help": f"one of {list(POOLINGS)} (default: mean)"})
     max_length: int | None = field(
-        default=None, metadata={"help": "tokens per user, most recent kept (default: the model's export, else 2048)"}
+        default=None,
+        metadata={
+            "help": "tokens per user, most recent kept (default: the model's export, else its corpus' token budget, "
+            "else 2048)"
+        },
     )
     batch_size: int = field(default=8, metadata={"help": "texts per forward pass"})
     dtype: str = field(
@@ -82,12 +94,16 @@ def main(argv: list[str]) -> int:
     if config.num_shards is not None and not sharded:
         raise Llm4esError("--num-shards writes a folder of shards: give a folder as --output", key="output")
     state = process_state()
-    saved = embedding_settings(config.model)  # what the model was exported with, if it was
+    pooling = resolve_embedding_settings(
+        config.model,
+        layer_start=config.layer_start,
+        layer_end=config.layer_end,
+        pooling=config.pooling,
+        max_length=config.max_length,
+    )
     embedder = Embedder(
         config.model,
-        layer_start=config.layer_start if config.layer_start is not None else saved.get("layer_start"),
-        pooling=config.pooling or saved.get("pooling", "mean"),
-        max_length=config.max_length or saved.get("max_length", 2048),
+        **pooling,
         dtype=config.dtype,
         device=str(state.device),  # each process its own accelerator
         pool_tokens=config.pool_tokens,
@@ -96,17 +112,22 @@ def main(argv: list[str]) -> int:
         suffix=config.suffix,
     )
     settings = (
-        f"layers {embedder.layer_start}...{embedder.num_layers}, {embedder.pooling} pooling, "
+        f"layers {embedder.layer_start}...{embedder.layer_end} of {embedder.num_layers}, {embedder.pooling} pooling, "
         f"{str(embedder.dtype).replace('torch.', '')}"
     )
     if sharded:
         return embed_to_folder(config, embedder, state, settings)
-    texts = load_texts(config.corpus, config.corpus_config, config.splits or None)
-    embeddings = embed_dataset(embedder, texts, batch_size=config.batch_size)
-    if state.is_main_process:
-        save_embeddings(config.output, texts["user_id"], embeddings, extra={"split": texts["split"]})
+    embeddings = embed_corpus(
+        embedder,
+        config.corpus,
+        config.output,
+        corpus_config=config.corpus_config,
+        splits=config.splits,
+        batch_size=config.batch_size,
+    )
+    if embeddings is not None:
         processes = f"; {state.num_processes} processes" if state.num_processes > 1 else ""
-        print(f"{len(texts):,} users x {embeddings.shape[1]} dims ({settings}{processes}) -> {config.output}")
+        print(f"{len(embeddings):,} users x {embeddings.shape[1]} dims ({settings}{processes}) -> {config.output}")
     return 0
 
 

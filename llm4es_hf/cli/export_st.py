@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..artifacts import write_serialization_settings
 from ..config import parse_config
-from ..embed import POOLINGS, export_sentence_transformer
+from ..embed import DEFAULT_MAX_LENGTH, POOLINGS, export_sentence_transformer
 from ..errors import Llm4esError
 
 
@@ -17,8 +17,11 @@ class ExportConfig:
 
     model_dir: str | None = field(default=None, metadata={"help": "a saved model folder"})
     layer_start: int | None = field(default=None, metadata={"help": "first hidden state averaged (default: L/3)"})
+    layer_end: int | None = field(
+        default=None, metadata={"help": "last hidden state averaged: the forward stops there (default: L)"}
+    )
     pooling: str = field(default="mean", metadata={"help": f"one of {list(POOLINGS)}"})
-    max_length: int = field(default=2048, metadata={"help": "tokens per user (most recent kept)"})
+    max_length: int = field(default=DEFAULT_MAX_LENGTH, metadata={"help": "tokens per user (most recent kept)"})
     corpus: str | None = field(
         default=None, metadata={"help": "corpus folder whose schema and serialization the model should carry"}
     )
@@ -31,7 +34,11 @@ def main(argv: list[str]) -> int:
     if not config.model_dir:
         raise Llm4esError("give the model folder: llm4es export-st MODEL_DIR", key="model_dir")
     export_sentence_transformer(
-        config.model_dir, layer_start=config.layer_start, pooling=config.pooling, max_length=config.max_length
+        config.model_dir,
+        layer_start=config.layer_start,
+        layer_end=config.layer_end,
+        pooling=config.pooling,
+        max_length=config.max_length,
     )
     if config.corpus and not write_serialization_settings(config.model_dir, config.corpus):
         raise Llm4esError("not a local corpus folder with schema.yaml and corpus_summary.json", file=config.corpus)

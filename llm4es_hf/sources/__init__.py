@@ -22,9 +22,11 @@ from .base import (
     group_users,
     held_out,
     read_table,
+    require_rows,
     split_users,
     stable_hash,
 )
+from .labels import LabelCheck, check_labels
 from .movielens import read_movielens
 from .stream import check_same_columns, input_files
 from .synthetic import generate_rosbank
@@ -155,15 +157,18 @@ def _read(
     check_same_columns(files, schema.encoding)
     frames = [read_table(path, encoding=schema.encoding) for path in files]
     events = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    require_rows(events, files)
     return events, read_table(labels, encoding=schema.encoding) if labels else None
 
 
 __all__ = [
     "SOURCES",
+    "LabelCheck",
     "SourceConfig",
     "SourceReport",
     "SourceResult",
     "build_users",
+    "check_labels",
     "eligible_users",
     "group_users",
     "held_out",

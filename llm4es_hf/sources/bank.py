@@ -10,7 +10,7 @@ import polars as pl
 
 from ..errors import Llm4esError
 from ..schema import EventSchema
-from .base import read_table
+from .base import read_table, require_rows
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ def read_bank(name: str, schema: EventSchema, input_dir: str | Path | None) -> t
     (the data set's own description files) resolve against the folder read."""
     folder, event_paths, label_path = bank_files(name, input_dir)
     events = pl.concat([read_table(p, encoding=schema.encoding) for p in event_paths], how="diagonal_relaxed")
+    require_rows(events, event_paths)
     labels = read_table(label_path, encoding=schema.encoding) if label_path is not None else None
     schema.input_dir = folder
     return events, labels

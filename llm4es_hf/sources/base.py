@@ -7,7 +7,9 @@ rows where a non-empty value failed to cast are reported by file line.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -16,7 +18,7 @@ import pyarrow as pa
 
 from ..artifacts import FILE, NA_VALUES, ROW, read_table, require_columns
 from ..errors import Llm4esError
-from ..schema import EventSchema
+from ..schema import EventSchema, TimeSpec
 
 __all__ = [
     "FILE",
@@ -27,6 +29,8 @@ __all__ = [
     "group_users",
     "read_table",
     "require_columns",
+    "parse_time",
+    "require_rows",
     "split_users",
     "stable_hash",
     "held_out",
@@ -58,14 +62,22 @@ class SourceReport:
         return asdict(self)
 
 
+def require_rows(events: pl.DataFrame, files: Sequence[Path]) -> None:
+    """Fail naming the files when the events hold no row at all (header-only files)."""
+    if not len(events):
+        names = ", ".join(map(str, files))
+        what = "the file has" if len(files) == 1 else "the files have"
+        raise Llm4esError(f"{what} a header line but no rows: there are no events to read", file=names, row=1)
+
+
 def _blank_to_null(expr: pl.Expr) -> pl.Expr:
     """Empty strings and the usual NA spellings (NA_VALUES) become missing values."""
     stripped = expr.str.strip_chars()
     return pl.when(stripped.is_in(NA_VALUES)).then(None).otherwise(stripped)
 
 
-def _parse_time(expr: pl.Expr, schema: EventSchema) -> pl.Expr:
-    spec = schema.time
+def parse_time(expr: pl.Expr, spec: TimeSpec) -> pl.Expr:
+    """Raw time strings -> seconds since epoch (float; null where a value does not parse)."""
     if spec.parse == "unix_seconds":
         return expr.cast(pl.Float64, strict=False)
     if spec.parse == "unix_days":
@@ -154,7 +166,7 @@ def group_users(
     report.drop(f"missing user id ({schema.user_id})", int(missing_id.sum()))
     frame = frame.filter(~missing_id)
 
-    frame = frame.with_columns(_parse_time(_blank_to_null(pl.col("__time_raw")), schema).alias(EVENT_TIME))
+    frame = frame.with_columns(parse_time(_blank_to_null(pl.col("__time_raw")), schema.time).alias(EVENT_TIME))
     bad_time = frame[EVENT_TIME].is_null() | frame[EVENT_TIME].is_nan()
     frame = _handle_bad(frame, bad_time, "__time_raw", schema.time.column, "unparsable timestamp", schema, report)
     frame = frame.drop("__time_raw")

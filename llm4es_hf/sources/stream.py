@@ -21,10 +21,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from ..artifacts import ragged_line
 from ..errors import Llm4esError
 from ..schema import EventSchema
 from .bank import BANK_DATASETS, bank_files
-from .base import EVENT_TIME, FILE, ROW, _blank_to_null, read_table, require_columns
+from .base import EVENT_TIME, FILE, ROW, _blank_to_null, read_table, require_columns, require_rows
 
 SHARD = "__shard"
 FILE_SOURCES = (*BANK_DATASETS, "csv", "parquet")
@@ -106,11 +107,15 @@ def check_same_columns(files: Sequence[Path], encoding: str = "utf-8") -> None:
                 )
 
 
-def _header(path: Path, encoding: str) -> list[str]:
+def _header_line(path: Path, encoding: str) -> str:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
         line = handle.readline()
-    text = line.decode(encoding, errors="replace").rstrip("\r\n")
+    return line.decode(encoding, errors="replace").rstrip("\r\n")
+
+
+def _header(path: Path, encoding: str) -> list[str]:
+    text = _header_line(path, encoding)
     return [c.strip() for c in text.split(_separator(text, path))]
 
 
@@ -195,7 +200,9 @@ def partition_events(
     require_columns(pl.DataFrame(schema={c: pl.Utf8 for c in present}), needed, ", ".join(map(str, files)))
     labels = [lb.source_column for lb in schema.labels if lb.source_column in present]
     events = events.select(list(dict.fromkeys([*needed, *labels, ROW, FILE])))  # only what build_users reads
-    count = events.select(_blank_to_null(pl.col(schema.user_id)).drop_nulls().n_unique().alias("users"))
+    count = events.select(
+        _blank_to_null(pl.col(schema.user_id)).drop_nulls().n_unique().alias("users"), pl.len().alias("rows")
+    )
     events = events.with_columns(shard_expression(schema.user_id, num_shards))
     if len(shards) < num_shards:
         events = events.filter(pl.col(SHARD).is_in(list(shards)))
@@ -205,7 +212,14 @@ def partition_events(
     try:
         _, counted = pl.collect_all([sink, count], engine="streaming")
     except pl.exceptions.PolarsError as err:
+        for path in (f for f in files if f.suffix != ".parquet"):
+            with open(plain_utf8(path, schema.encoding, folder / "_plain"), encoding="utf-8", newline="") as handle:
+                found = ragged_line(handle, _separator(_header_line(path, schema.encoding), path))
+            if found is not None:
+                raise Llm4esError(found.message, file=path, row=found.row) from err
         raise Llm4esError(f"cannot read the events: {err}", file=", ".join(map(str, files))) from err
+    if not counted["rows"][0]:
+        require_rows(pl.DataFrame(), files)
     return int(counted["users"][0])
 
 
