@@ -26,9 +26,9 @@ $(STAMP): pyproject.toml Makefile
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	touch $(STAMP)
 
-# CoLES baseline: pytorch-lifestream in its own environment (its pins conflict with ours, see llm4es_hf/coles.py).
-$(COLES_STAMP): $(STAMP) llm4es_hf/coles.py
-	$(PY) -m llm4es_hf.coles setup $(COLES_VENV)
+# CoLES baseline: pytorch-lifestream in its own environment (its pins conflict with ours, see llm4es_hf/baselines/coles.py).
+$(COLES_STAMP): $(STAMP) llm4es_hf/baselines/coles.py
+	$(PY) -m llm4es_hf.baselines.coles setup $(COLES_VENV)
 	touch $(COLES_STAMP)
 
 setup: $(STAMP) $(COLES_STAMP)

@@ -1,7 +1,7 @@
 """The embedding-resume check of benchmarks/scale.py: `llm4es embed --output FOLDER` killed with
 SIGKILL at a random point, then rerun, against an uninterrupted run of the same command.
 
-A tiny random Llama (tests/tiny.py, 3 layers, 32 dims) embeds ``users`` synthetic users (texts of
+A tiny random Llama (tests/support/tiny.py, 3 layers, 32 dims) embeds ``users`` synthetic users (texts of
 1 to 20 events, 90% train, 10% test) cut into ``shards`` row-range shards per split. The killed run
 is stopped ``uniform(0, 0.9 x the uninterrupted run's embedding time)`` seconds after its first
 shard appeared; the rerun must skip every shard finished before the kill (left untouched), and the
@@ -98,7 +98,7 @@ def _run_watched(cmd: list[str], output: Path) -> tuple[float, float]:
 def embed_resume_part(workdir: Path, users: int, shards: int, seed: int | None, tries: int = 3) -> dict[str, object]:
     """Kill, rerun, compare (see the module docstring)."""
     sys.path.insert(0, str(ROOT))
-    from tests.tiny import tiny_model_dir
+    from tests.support.tiny import tiny_model_dir
 
     seed = random.SystemRandom().randrange(2**31) if seed is None else seed
     rng = random.Random(seed)

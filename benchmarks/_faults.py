@@ -38,7 +38,7 @@ def _artifacts(root: Path) -> dict[str, tuple[str, Callable[[str], object]]]:
     from llm4es_hf.corpus import CorpusConfig, build_corpus
     from llm4es_hf.hub import publish_corpus, push_index, push_model
     from llm4es_hf.search import UserIndex
-    from tests import tiny
+    from tests.support import tiny
 
     rng = np.random.default_rng(0)
     index = UserIndex.build([f"u{i}" for i in range(300)], rng.standard_normal((300, 8))).save(root / "index")
@@ -91,7 +91,7 @@ def fault_matrix(root: Path) -> dict[str, object]:
     """Run every (artifact, fault) case; ``faults_clean`` when every one ends as the clean run."""
     from huggingface_hub.utils import _http
 
-    from tests.loopback_hub import Fault, LoopbackHub, patch_hf_environment
+    from tests.support.loopback_hub import Fault, LoopbackHub, patch_hf_environment
 
     root.mkdir(parents=True, exist_ok=True)
     results: dict[str, bool] = {}

@@ -10,7 +10,7 @@ is ~2.97B rather than 3.21B (both are printed; ``--tokenizer`` takes another tok
 1. A synthetic Rosbank-format raw file (``llm4es_hf.sources.synthetic``) -> a corpus with the shipped
    ``recipes/rosbank/corpus.yaml`` settings (no enrichment: it needs an LLM server), its users
    long enough to fill the SFT recipe's ``max_length`` and the longest embedding length.
-2. ``recipes/rosbank/sft_full.yaml`` through our SFT code (``llm4es_hf.train.run_sft``): bf16 where the
+2. ``recipes/rosbank/sft_full.yaml`` through our SFT code (``llm4es_hf.training.sft.run_sft``): bf16 where the
    device has it, activation checkpointing, the recipe's per-device batch and accumulation, a few
    optimizer steps (``--steps``). Attention: FlashAttention-2 where the ``flash_attn`` package is
    installed, else SDPA (printed). Changed from the recipe, and printed: the model (the local
@@ -78,7 +78,7 @@ from llm4es_hf.embed import Embedder, embed_dataset  # noqa: E402
 from llm4es_hf.hardware import describe, pick_dtype  # noqa: E402
 from llm4es_hf.models import load_tokenizer  # noqa: E402
 from llm4es_hf.sources.synthetic import generate_rosbank, write_rosbank  # noqa: E402
-from llm4es_hf.train import LLM4ESSFTConfig, SFTScriptArguments, run_sft  # noqa: E402
+from llm4es_hf.training.sft import LLM4ESSFTConfig, SFTScriptArguments, run_sft  # noqa: E402
 
 CONFIG = ROOT / "benchmarks" / "configs" / "llama-3.2-3b.json"
 SFT_RECIPE = ROOT / "recipes" / "rosbank" / "sft_full.yaml"

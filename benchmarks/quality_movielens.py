@@ -92,11 +92,11 @@ def main() -> None:
     from llm4es_hf.assets import recipes_dir, resolve_model
     from llm4es_hf.baselines import aggregate_features, bag_of_categories
     from llm4es_hf.config import parse_config
-    from llm4es_hf.contrastive import ContrastiveScriptArguments, LLM4ESContrastiveConfig, run_contrastive
     from llm4es_hf.corpus import CorpusConfig, build_corpus
     from llm4es_hf.embed import Embedder, embed_dataset, export_sentence_transformer
     from llm4es_hf.evaluation import concat_features, evaluate_features
-    from llm4es_hf.train import LLM4ESSFTConfig, SFTScriptArguments, run_sft
+    from llm4es_hf.training.contrastive import ContrastiveScriptArguments, LLM4ESContrastiveConfig, run_contrastive
+    from llm4es_hf.training.sft import LLM4ESSFTConfig, SFTScriptArguments, run_sft
 
     out = Path(args.output_dir)
     corpus = out / "corpus"
@@ -203,7 +203,7 @@ def main() -> None:
     for name, path in files.items():
         sets[name], kinds[name] = load_embeddings(path), "embeddings"
     if args.coles:  # CoLES on every viewer's ratings (no labels), with pytorch-lifestream in its own environment
-        from llm4es_hf.coles import coles_baseline
+        from llm4es_hf.baselines.coles import coles_baseline
 
         ids, matrix, _ = coles_baseline(everyone, schema, output_dir=out)
         sets["coles"], kinds["coles"] = (ids, matrix), "baseline"

@@ -15,7 +15,7 @@ Measured against the baseline of exact brute force over the float32 vectors (``f
 - p50/p95 single-query latency of ``neighbors_of`` (what `llm4es search --user-id` and the Space
   call; includes building the result table) and of the bare FAISS search, against exact search.
 
-Faults: a small corpus, index and model are published to the loopback Hub (tests/loopback_hub.py)
+Faults: a small corpus, index and model are published to the loopback Hub (tests/support/loopback_hub/)
 once cleanly, then under each injected fault (HTTP 500 and 503, 429 with Retry-After, the
 connection dropped mid-upload, a response slower than the client timeout): transient faults must
 be absorbed by the retries, persistent ones must fail with a message naming the repo and rerun
@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 from _common import peak_rss_mb, report
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.loopback_hub for the fault matrix
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support.loopback_hub for the fault matrix
 
 from llm4es_hf.hardware import describe  # noqa: E402
 from llm4es_hf.search import IvfSettings, UserIndex  # noqa: E402

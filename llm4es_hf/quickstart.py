@@ -36,7 +36,7 @@ from .embed import (
 from .evaluation import EvaluationConfig, EvaluationReport, run_evaluation
 from .metrics import PairedDifference
 from .search import build_index_from_files
-from .train import LLM4ESSFTConfig, SFTScriptArguments, run_sft
+from .training.sft import LLM4ESSFTConfig, SFTScriptArguments, run_sft
 
 console = Console()
 
@@ -202,6 +202,7 @@ def quickstart(config: QuickstartConfig) -> dict:
     write_model_card(
         model_dir,
         info,
+        model_name=f"llm4es-{base_label(config.model)}-movielens-100k",
         eval_results=report.to_eval_results(
             FINETUNED, f"MovieLens-100K ({config.target})", dataset_type="movielens-100k", features=FINETUNED
         ),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One-shot GPU smoke check of llm4es_hf's CUDA code paths, with tiny random models (no downloads).
 
-Run from the repository root (so that `llm4es_hf` and `tests/tiny.py` import):
+Run from the repository root (so that `llm4es_hf` and `tests/support/tiny.py` import):
 
     python scripts/gpu_smoke.py                                     # on a CUDA machine (make gpu-smoke)
     python scripts/gpu_smoke.py --cpu-ok [--only hardware,embed]    # dry run on CPU
@@ -156,8 +156,9 @@ def check_env(check: Check) -> None:
             check.notes.append(f"dill would pickle {by_value} by value (datasets fingerprinting may fail)")
     except Exception as err:  # noqa: BLE001
         check.fact(dill_probe_error=f"{type(err).__name__}: {err}"[:200])
-    for module in ("llm4es_hf.embed", "llm4es_hf.train", "llm4es_hf.contrastive", "llm4es_hf.cli.embed",
-                   "llm4es_hf.cli.sft", "llm4es_hf.cli.contrastive", "llm4es_hf.artifacts", "tests.tiny"):  # fmt: skip
+    for module in ("llm4es_hf.embed", "llm4es_hf.training.sft", "llm4es_hf.training.contrastive", "llm4es_hf.cli.embed",
+                   "llm4es_hf.cli.sft", "llm4es_hf.cli.contrastive", "llm4es_hf.artifacts",
+                   "tests.support.tiny"):  # fmt: skip
         try:
             importlib.import_module(module)
         except Exception as err:  # noqa: BLE001
@@ -285,7 +286,7 @@ def check_embed_shards(check: Check, model: Path, work: Path) -> None:
     import llm4es_hf.embed as embed_module
     from llm4es_hf.artifacts import load_embeddings
     from llm4es_hf.cli import main
-    from tests.tiny import write_sharded_corpus
+    from tests.support.tiny import write_sharded_corpus
 
     corpus = write_sharded_corpus(work / "shard-corpus")
 
@@ -478,7 +479,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="llm4es-gpu-smoke-"))
     model = corpus = None
     try:
-        from tests import tiny
+        from tests.support import tiny
 
         model = tiny.tiny_model_dir(work / "tiny-model")  # random 3-layer Llama, hidden 32, BPE vocab ~400
         corpus = tiny.tiny_taste_corpus(work / "taste-corpus")  # 40 viewers (36 train / 4 test)

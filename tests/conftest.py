@@ -10,13 +10,13 @@ import pytest
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp
 
-from tests import tiny  # noqa: E402
+from tests.support import tiny  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-pytest_plugins = ["tests.loopback_hub", "tests.fake_openai"]
+pytest_plugins = ["tests.support.loopback_hub", "tests.support.fake_openai"]
 
 # The longest chains first, so that under `pytest -n 2 --dist loadfile` (make test) they start at
 # once and the other worker takes the rest, instead of one of them starting last and running alone

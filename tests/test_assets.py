@@ -24,6 +24,7 @@ from llm4es_hf.assets import (
 from llm4es_hf.cards import write_model_card
 from llm4es_hf.errors import Llm4esError
 from llm4es_hf.models import load_tokenizer
+from tests.support import tiny
 
 
 def test_movielens_files_come_from_the_wheel_without_importing_recbole():
@@ -87,27 +88,17 @@ def test_split_gguf_that_fails_its_hash_leaves_no_checkpoint(tmp_path, monkeypat
 
 
 def test_gemma_model_card_carries_its_licence_and_base(tmp_path):
-    info = {
-        "base_model": "gemma3-270m",
-        "corpora": ["org/corpus"],
-        "corpus_config": "serialized",
-        "tokenization": {"users": 2, "tokens": 9, "truncated_users": 0, "max_length": 8, "truncation_side": "left"},
-        "hyperparameters": {"learning_rate": 1e-4},
-        "precision": "fp32",
-        "world_size": 1,
-        "training": {"steps": 1, "epochs": 1, "first_loss": 2.0, "final_loss": 1.5, "tokens_per_second": 10.0},
-    }
+    info = {**tiny.TRAINING_INFO, "base_model": "gemma3-270m"}
     card = write_model_card(tmp_path, info)
     assert card.data.license == "gemma" and card.data.base_model == "google/gemma-3-270m"
     assert GEMMA_NOTICE in card.text and "(https://huggingface.co/google/gemma-3-270m)" in card.text
     smol = write_model_card(tmp_path, {**info, "base_model": "smollm2-135m"})
-    assert smol.data.license == "other" and GEMMA_NOTICE not in smol.text
+    assert smol.data.license == "apache-2.0" and GEMMA_NOTICE not in smol.text
 
 
 @pytest.mark.slow  # converts the bundled Gemma once per cache (about 3 minutes on 2 cores); seconds afterwards
 def test_bundled_gemma_embeds_through_the_cli(tmp_path, capsys):
     from llm4es_hf.cli import main
-    from tests import tiny
 
     folder = bundled_model_path("gemma3-270m")
     config = json.loads((folder / "config.json").read_text())

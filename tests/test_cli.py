@@ -66,7 +66,7 @@ def test_serialize_own_csv(tmp_path, capsys, tiny_tokenizer):
 
 
 def test_serialize_points_large_inputs_to_the_sharded_corpus(tmp_path, capsys, monkeypatch):
-    from llm4es_hf import sharded_corpus
+    from llm4es_hf.corpus import sharded as sharded_corpus
 
     monkeypatch.setattr(sharded_corpus, "STREAM_BYTES", 100)  # the input below counts as large
     monkeypatch.setattr(sharded_corpus, "SHARD_BYTES", 1000)

@@ -12,9 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from llm4es_hf import coles
+from llm4es_hf.baselines import coles
+from llm4es_hf.baselines.coles import ColesConfig, coles_features, embedding_size, load_coles_recipe
 from llm4es_hf.cli import main as llm4es
-from llm4es_hf.coles import ColesConfig, coles_features, embedding_size, load_coles_recipe
 from llm4es_hf.config import parse_config
 from llm4es_hf.errors import Llm4esError
 from llm4es_hf.evaluation import EvaluationConfig, run_evaluation
@@ -152,7 +152,7 @@ def test_missing_ptls_names_how_to_install(monkeypatch, tmp_path):
     monkeypatch.delenv(coles.PYTHON_ENV_VAR, raising=False)
     monkeypatch.setattr(coles.importlib.util, "find_spec", lambda name: None)
     monkeypatch.setattr(coles, "_default_envs", lambda: [tmp_path / ".venv-coles"])
-    with pytest.raises(Llm4esError, match=r"\(ptls\) is not installed.*python -m llm4es_hf.coles setup"):
+    with pytest.raises(Llm4esError, match=r"\(ptls\) is not installed.*python -m llm4es_hf.baselines.coles setup"):
         coles.coles_python()
     # a Python without ptls (this one), named by the environment variable or the recipe
     monkeypatch.setenv(coles.PYTHON_ENV_VAR, sys.executable)

@@ -14,14 +14,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from llm4es_hf.contrastive import (
+from llm4es_hf.errors import Llm4esError
+from llm4es_hf.training.contrastive import (
     ContrastiveScriptArguments,
     check_inputs,
     round_batch_sampler,
     sample_views,
     slice_users,
 )
-from llm4es_hf.errors import Llm4esError
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("contrastive_recipe", ROOT / "recipes" / "contrastive.py")
@@ -62,8 +62,8 @@ def test_batches_never_hold_a_user_twice():
 
 @pytest.fixture(scope="module")
 def taste_corpus(tmp_path_factory) -> Path:
-    """40 viewers who each rate their own three films (tests/tiny.py)."""
-    from tests import tiny
+    """40 viewers who each rate their own three films (tests/support/tiny.py)."""
+    from tests.support import tiny
 
     return tiny.tiny_taste_corpus(tmp_path_factory.mktemp("taste") / "corpus")
 

@@ -354,7 +354,7 @@ def test_pooling_levers_keep_the_latest_tokens_within_max_length(tiny_model):
 
 
 def test_embed_cli_pooling_levers_match_the_embedder(tmp_path, tiny_model):
-    from tests import tiny
+    from tests.support import tiny
 
     corpus = tiny.tiny_taste_corpus(tmp_path / "corpus", n_users=12)
     out = tmp_path / "levers.parquet"

@@ -18,8 +18,8 @@ import llm4es_hf.embed as embed_module
 from llm4es_hf.artifacts import load_embeddings
 from llm4es_hf.cli import main
 from llm4es_hf.errors import Llm4esError
-from tests.tiny import SHARD_FILES as FILES
-from tests.tiny import write_sharded_corpus
+from tests.support.tiny import SHARD_FILES as FILES
+from tests.support.tiny import write_sharded_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 

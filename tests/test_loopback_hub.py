@@ -20,7 +20,7 @@ from huggingface_hub import (
 )
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-from tests.loopback_hub import LoopbackHub, patch_hf_environment  # the `loopback_hub` fixture comes via conftest
+from tests.support.loopback_hub import LoopbackHub, patch_hf_environment  # the fixture comes via conftest
 
 
 def _write_folder(root: Path, files: dict[str, bytes]) -> Path:

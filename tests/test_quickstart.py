@@ -58,6 +58,7 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     card = ModelCard.load(model / "README.md")
     assert 'from_pretrained("' in card.text and "num_hidden_layers=20)" in card.text and "hidden[10:]" in card.text
     assert card.data.eval_results and card.data.eval_results[0].dataset_name.startswith("MovieLens-100K")
+    assert card.data.license == "apache-2.0" and card.text.lstrip().startswith("# llm4es-smollm2-movielens-100k\n")
     assert (tmp_path / "evaluation" / "report.png").exists()
     corpus = json.loads((tmp_path / "corpus" / "corpus_summary.json").read_text())
     assert corpus["counts"]["serialized"]["train"] + corpus["counts"]["serialized"]["test"] == 943

@@ -18,7 +18,7 @@ from huggingface_hub.utils import _http
 from llm4es_hf.errors import Llm4esError
 from llm4es_hf.hub import RetryPolicy, publish_corpus, push_index, push_model
 from llm4es_hf.search import UserIndex
-from tests.loopback_hub import Fault, LoopbackHub
+from tests.support.loopback_hub import Fault, LoopbackHub
 
 COMMIT = "/api/*/commit/*"
 

@@ -20,8 +20,8 @@ from trl import ModelConfig
 
 from llm4es_hf.config import parse_config
 from llm4es_hf.errors import Llm4esError
-from llm4es_hf.train import LLM4ESSFTConfig, SFTScriptArguments, tokenize_for_lm
-from tests import tiny
+from llm4es_hf.training.sft import LLM4ESSFTConfig, SFTScriptArguments, tokenize_for_lm
+from tests.support import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("sft_recipe", ROOT / "recipes" / "sft.py")
@@ -344,7 +344,7 @@ DDP_SCRIPT = """
 import hashlib, json, os, sys
 import torch
 import llm4es_hf.corpus as corpus
-import llm4es_hf.train as train
+import llm4es_hf.training.sft as train
 
 out = sys.argv[1]
 rank = int(os.environ.get("RANK", "0"))
@@ -493,7 +493,7 @@ def test_every_shipped_corpus_recipe_parses(recipe):
 
 def test_mixture_entries_structured_or_shorthand(tiny_corpus):
     from llm4es_hf.artifacts import load_corpus_config
-    from llm4es_hf.train import load_training_texts, parse_mixture_entry
+    from llm4es_hf.training.sft import load_training_texts, parse_mixture_entry
 
     plain = len(load_corpus_config(tiny_corpus, "serialized")["train"])
     enriched = len(load_corpus_config(tiny_corpus, "enriched")["train"])

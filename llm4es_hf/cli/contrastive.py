@@ -15,7 +15,7 @@ from __future__ import annotations
 from trl import ModelConfig
 
 from ..config import parse_config
-from ..contrastive import ContrastiveScriptArguments, LLM4ESContrastiveConfig, run_contrastive
+from ..training.contrastive import ContrastiveScriptArguments, LLM4ESContrastiveConfig, run_contrastive
 from .corpus import ensure_corpus
 from .sft import publish_trained_model
 

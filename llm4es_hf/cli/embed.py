@@ -15,23 +15,22 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from ..artifacts import corpus_text_splits, finished_shards
+from ..artifacts import corpus_text_splits
 from ..config import parse_config
 from ..embed import (
     DTYPES,
     POOL_TOKENS,
     POOLINGS,
     Embedder,
-    check_shard_folder,
     embed_corpus,
     embed_shards,
     plan_shards,
     resolve_embedding_settings,
     shards_manifest,
-    start_shard_folder,
 )
 from ..errors import Llm4esError
 from ..hardware import process_state
+from ..shards import check_shard_folder, finished_shards, start_shard_folder
 
 
 @dataclass

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from ..config import parse_config
 from ..corpus import serialize_users
+from ..corpus.sharded import STREAM_BYTES, auto_num_shards
 from ..errors import Llm4esError
 from ..schema import save_schema
 from ..serialize import SerializationConfig
-from ..sharded_corpus import STREAM_BYTES, auto_num_shards
 from ..sources import SourceConfig, SourceReport
 
 

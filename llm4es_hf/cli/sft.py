@@ -23,7 +23,7 @@ from ..cards import write_model_card
 from ..config import parse_config
 from ..hardware import process_state
 from ..hub import push_model
-from ..train import LLM4ESSFTConfig, SFTScriptArguments, run_sft
+from ..training.sft import LLM4ESSFTConfig, SFTScriptArguments, run_sft
 from .corpus import ensure_corpus
 
 

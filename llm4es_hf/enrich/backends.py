@@ -4,6 +4,9 @@ Both take lists of chat messages and return one ``Generation`` per conversation,
 order. ``callback(index, generation)`` is called as soon as each result exists, so
 the caller can store it before the rest finish (the cache relies on it to lose
 nothing on a kill). ``name`` identifies the generator in cache keys.
+
+Long (about 500 lines) because the two backends share one contract (the order, the callback, the
+sampling settings, the bad-output checks), read best side by side.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Downstream evaluation of user embeddings: PAPER.md §5, pytorch-lifestream's protocol.
+"""Downstream evaluation of user embeddings: the paper's protocol (Shestov et al., CIKM '25), from ptls.
 
 Held-out test users (the corpus split, else a seeded stratified 10% split), 5 stratified
 folds on the labeled train users; each fold's model (MaxAbsScaler + LightGBM with the

@@ -1,5 +1,5 @@
-"""The protocol (PAPER.md §5, pytorch-lifestream's embeddings validation): held-out test users,
-stratified folds on the labeled train users, one downstream model per fold scored on its
+"""The paper's protocol (Shestov et al., CIKM '25; pytorch-lifestream's embeddings validation): held-out
+test users, stratified folds on the labeled train users, one downstream model per fold scored on its
 validation fold and on the test users."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 MODELS = ("lightgbm", "logreg")
 TASKS = ("binary", "multiclass")
-# PAPER.md §5 (ptls' embeddings validation configs); subsample = bagging_fraction with bagging_freq 1,
+# The paper's settings (ptls' embeddings validation configs); subsample = bagging_fraction with bagging_freq 1,
 # colsample_bytree = feature_fraction, reg_alpha/reg_lambda = lambda_l1/l2, min_child_samples = min_data_in_leaf.
 LGBM_BINARY: dict[str, Any] = {
     "n_estimators": 500,

@@ -13,7 +13,10 @@ An index folder holds ``index.faiss``, ``users.parquet`` (user_id, labels, split
 ``projection.npz`` (the centering mean and the 2-D PCA), ``index.json`` (kind, sizes, the
 model and serialization that made the vectors), and, when built from a corpus, the event
 ``schema.yaml`` and ``texts.parquet`` (what the model saw per user), so that new users'
-events can be embedded the same way (``search.query.QueryEncoder``).
+events can be embedded the same way (``search.query.QueryEncoder``), and a ``README.md`` card.
+
+Long (about 500 lines) because the three index kinds share the build, the save and the query
+paths of ``UserIndex``; the files and the query encoder live in ``files`` and ``query``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from ..artifacts import INDEX_FILES
 from ..assets import is_hub_repo_id
+from ..cards import write_index_card
 from ..errors import Llm4esError
 from ..extras import require
 
@@ -339,6 +343,7 @@ class UserIndex:
         self.users.write_parquet(folder / "users.parquet")
         np.savez(folder / "projection.npz", mean=self.mean, components=self.components)
         (folder / "index.json").write_text(json.dumps(self.info, indent=2, default=str))
+        write_index_card(folder, self.info)  # the card of the Hub data set repo it is pushed to
         self.folder = folder
         return folder
 

@@ -8,7 +8,7 @@ and scored in our protocol next to the LLM4ES rows (``llm4es evaluate --baseline
 Two halves, two environments:
 - this module (our stack): the recipe, the EventSchema -> ptls feature mapping and the data
   preparation (vectorized polars, one pass over all events), and the driver;
-- ``coles_ptls.py`` (ptls' stack): the training and embedding with ptls' own modules
+- ``ptls_worker.py`` (ptls' stack): the training and embedding with ptls' own modules
   (``TrxEncoder``, ``RnnSeqEncoder``, ``CoLESModule``, ``SampleSlices``, ``ColesDataset``,
   ``PtlsDataModule``, a Lightning ``Trainer``), run as a subprocess on a saved events file.
 
@@ -22,6 +22,9 @@ from its cardinality (frequency codes; rare values beyond ``max_categories`` sha
 as ptls' ``out_of_index='clip'`` does); text -> the same when its values repeat (titles, genre
 lists), an error naming the field when it is free text; number -> a numeric feature (ptls
 scaler, then ptls' batch norm); date -> log1p of the gap in days to the previous event.
+
+Long (about 550 lines) because the recipe (``ColesConfig``), the feature mapping, the environment
+and the driver share the recipe and are read in that order; the ptls half is ``ptls_worker.py``.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ import numpy as np
 import polars as pl
 import yaml
 
-from .errors import Llm4esError
-from .schema import EventSchema
+from ..cards import write_coles_card
+from ..errors import Llm4esError
+from ..schema import EventSchema
 
 EVENT_TIME = "event_time"
 SECONDS_PER_DAY = 86400.0
@@ -54,12 +58,12 @@ RNN_TYPES = ("gru", "lstm")
 ACCELERATORS = ("cpu", "gpu", "auto")
 COLES_ENV = ".venv-coles"
 PYTHON_ENV_VAR = "LLM4ES_COLES_PYTHON"
-WORKER = Path(__file__).with_name("coles_ptls.py")
+WORKER = Path(__file__).with_name("ptls_worker.py")
 # thinc 8.2 (spacy 3.7.4) needs numpy<2, and pyarrow 26 refuses numpy 1.x at import (ptls imports pyarrow)
 COLES_REQUIREMENTS = ("pytorch-lifestream==0.7.0", "pyarrow<26")
 INSTALL_HINT = (
     "CoLES runs pytorch-lifestream 0.7.0 in its own environment, because its pins (spacy==3.7.4 -> typer<0.10, "
-    f"numpy<2) conflict with gradio and pandas here: run `python -m llm4es_hf.coles setup` (it builds "
+    f"numpy<2) conflict with gradio and pandas here: run `python -m llm4es_hf.baselines.coles setup` (it builds "
     f"{COLES_ENV}/; `make setup` runs it), or set {PYTHON_ENV_VAR} to a Python that has ptls"
 )
 
@@ -143,7 +147,7 @@ def load_coles_recipe(path: str | Path | None = None, schema: EventSchema | None
     """The recipe at ``path``; without one ``recipes/<schema name>/coles.yaml`` when it exists,
     else the ptls defaults. Unknown keys are errors naming the key."""
     if path is None and schema is not None:
-        from .assets import recipes_dir
+        from ..assets import recipes_dir
 
         candidate = recipes_dir() / schema.name / "coles.yaml"
         path = candidate if candidate.exists() else None
@@ -316,7 +320,7 @@ def coles_features(
 def _default_envs() -> list[Path]:
     """Where ``make setup`` puts the ptls environment: the current folder, else the checkout
     this package is installed from (editable installs)."""
-    return [Path.cwd() / COLES_ENV, Path(__file__).resolve().parents[1] / COLES_ENV]
+    return [Path.cwd() / COLES_ENV, Path(__file__).resolve().parents[2] / COLES_ENV]
 
 
 def _has_ptls(python: str) -> bool:
@@ -372,7 +376,7 @@ def setup_coles_env(path: str | Path = COLES_ENV) -> Path:
 
 
 def _run_worker(python: str, mode: str, job: dict[str, Any], work: Path) -> None:
-    """``python -I coles_ptls.py MODE job.json``; its progress and loss go to our stdout/stderr.
+    """``python -I ptls_worker.py MODE job.json``; its progress and loss go to our stdout/stderr.
     ``-I``: the worker's folder (this package) must not shadow the ptls environment's modules."""
     path = work / "job.json"
     path.write_text(json.dumps(job), encoding="utf-8")
@@ -425,7 +429,7 @@ def train_coles(
     --embeddings``. Users with fewer than ``min_seq_len`` events are embedded, not trained on
     (ptls' SeqLenFilter); users without events are left out; both are counted in the notes.
     """
-    from .schema import save_schema
+    from ..schema import save_schema
 
     config.check()
     features = coles_features(users, schema, config)
@@ -484,7 +488,7 @@ def train_coles(
         )
     if features.skipped_empty:
         notes.append(f"coles: {features.skipped_empty:,} users without events have no CoLES embedding")
-    _write_card(model_dir, description, training)
+    write_coles_card(model_dir, description, training)
     return ColesResult(ids, matrix, notes, model_dir, embeddings, training)
 
 
@@ -493,7 +497,7 @@ def embed_coles(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed users with a saved CoLES encoder folder (its vocabularies, recipe and schema), e.g.
     new users, or the same ones on another machine. Returns ``(user_ids, matrix)``."""
-    from .schema import load_schema
+    from ..schema import load_schema
 
     model_dir = Path(model_dir)
     if not (model_dir / "model.safetensors").exists() or not (model_dir / "config.json").exists():
@@ -511,36 +515,6 @@ def embed_coles(
     return _read_embeddings(Path(embeddings))
 
 
-def _write_card(model_dir: Path, description: dict[str, Any], training: dict[str, Any]) -> None:
-    """A short README.md: what the encoder is, how it was trained, how to reuse it."""
-    recipe = description["recipe"]
-    rows = "\n".join(f"| `{name}` | {info['kind']} | {info['as']} |" for name, info in description["fields"].items())
-    (model_dir / "README.md").write_text(
-        f"""---
-library_name: pytorch-lifestream
-tags: [coles, event-sequences, user-embeddings, llm4es-baseline]
----
-# CoLES encoder ({description["schema"]})
-
-CoLES (contrastive learning on sub-sequences of the same user; Babaev et al., SIGMOD 2022) trained with
-pytorch-lifestream {training["ptls_version"]} by `llm4es evaluate --baselines coles`: {recipe["rnn_type"].upper()}
-{recipe["hidden_size"]} over a TrxEncoder, {recipe["split_count"]} slices of {recipe["cnt_min"]}-{recipe["cnt_max"]}
-events per user, {recipe["epochs"]} epochs, lr {recipe["lr"]}, batch {recipe["batch_size"]} users,
-seed {recipe["seed"]}; {training["trained_users"]:,} of {training["users"]:,} users, no labels. Loss per epoch: first
-{training["loss_per_epoch"][0]:.4f}, last {training["loss_per_epoch"][-1]:.4f}.
-
-| field | kind | ptls input |
-|---|---|---|
-{rows}
-
-Files: `model.safetensors` (the RnnSeqEncoder's weights), `config.json` (TrxEncoder mapping, category
-vocabularies, recipe), `schema.yaml`, `coles_training.json`. Embed users with it:
-`llm4es_hf.coles.embed_coles(folder, users, "out.parquet")` (a users Dataset with this schema's columns).
-""",
-        encoding="utf-8",
-    )
-
-
 def coles_baseline(
     users: datasets.Dataset, schema: EventSchema, *, recipe: str | Path | None = None, output_dir: str | Path
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -554,10 +528,10 @@ def coles_baseline(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m llm4es_hf.coles setup [PATH]``: build the ptls environment (default ``.venv-coles``)."""
+    """``python -m llm4es_hf.baselines.coles setup [PATH]``: build the ptls environment (default ``.venv-coles``)."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] != "setup" or len(argv) > 2:
-        print("usage: python -m llm4es_hf.coles setup [PATH]   (default PATH: .venv-coles)", file=sys.stderr)
+        print("usage: python -m llm4es_hf.baselines.coles setup [PATH]   (default PATH: .venv-coles)", file=sys.stderr)
         return 2
     print(f"CoLES environment ready: {setup_coles_env(*argv[1:])}")
     return 0

@@ -22,11 +22,11 @@ import torch
 from transformers import Trainer, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from .artifacts import load_corpus_config, write_serialization_settings
-from .cards import write_model_card
-from .errors import Llm4esError
-from .hardware import process_state, training_precision
-from .models import load_model
+from ..artifacts import load_corpus_config, write_serialization_settings
+from ..cards import write_model_card
+from ..errors import Llm4esError
+from ..hardware import process_state, training_precision
+from ..models import load_model
 
 
 @dataclass

@@ -24,17 +24,17 @@ from typing import Any
 import datasets
 import numpy as np
 import pyarrow as pa
-from huggingface_hub import DatasetCard, DatasetCardData
 
-from .artifacts import CONFIGS, CORPUS_COLUMNS, load_corpus_config
-from .assets import template_path
-from .enrich import VARIANTS, EnrichmentCache, GenerationConfig, build_messages, enrich_texts, pick_users
-from .errors import Llm4esError
-from .models import load_tokenizer
-from .schema import EventSchema, save_schema
-from .serialize import SerializationConfig, Serializer, SerializeSummary, summarize
-from .sharded_corpus import MANIFEST, auto_num_shards, build_sharded, merge_stats
-from .sources import SourceConfig, SourceResult
+from ..artifacts import CONFIGS, CORPUS_COLUMNS, load_corpus_config
+from ..cards import write_dataset_card
+from ..enrich import VARIANTS, EnrichmentCache, GenerationConfig, build_messages, enrich_texts, pick_users
+from ..errors import Llm4esError
+from ..models import load_tokenizer
+from ..schema import EventSchema, save_schema
+from ..serialize import SerializationConfig, Serializer, SerializeSummary, summarize
+from ..shards import shard_name
+from ..sources import SourceConfig, SourceResult
+from .sharded import MANIFEST, auto_num_shards, build_sharded, merge_stats
 
 __all__ = ["CONFIGS", "CorpusConfig", "build_corpus", "load_corpus_config", "write_dataset_card"]
 LOCAL_ONLY = ["users/*", "users/**", "enrich_cache.sqlite*", ".user_id_salt", "*.lock"]
@@ -109,7 +109,7 @@ class CorpusConfig(SourceConfig, SerializationConfig, GenerationConfig):
 
 def build_corpus(config: CorpusConfig) -> Path:
     """Serialize, enrich and write a corpus folder (see the module docstring); in shards when
-    ``num_shards`` > 1 (``sharded_corpus``: the ``serialized`` config only)."""
+    ``num_shards`` > 1 (``corpus.sharded``: the ``serialized`` config only)."""
     if not config.output_dir:
         raise Llm4esError("--output-dir is required", key="output_dir")
     variants = config.variants()  # validate before any work
@@ -159,7 +159,7 @@ def build_corpus(config: CorpusConfig) -> Path:
         for split, ds in dataset_dict.items():
             folder = output / name
             folder.mkdir(exist_ok=True)
-            ds.to_parquet(str(folder / f"{split}-00000-of-00001.parquet"))
+            ds.to_parquet(str(folder / shard_name(split, 0, 1)))
 
     counts = {
         name: {split: len(ds) for split, ds in dd.items()}
@@ -174,7 +174,7 @@ def build_corpus(config: CorpusConfig) -> Path:
         "enriched_variants": {split: _variant_counts(ds) for split, ds in enriched.items()},
     }
     (output / "corpus_summary.json").write_text(json.dumps(info, indent=2, default=str))
-    write_dataset_card(output, schema, info)
+    write_dataset_card(output, schema, info, CONFIGS)
     return output
 
 
@@ -283,35 +283,3 @@ def _with_variant(ds: datasets.Dataset, variant: str) -> datasets.Dataset:
     """``ds`` with a constant ``variant`` column (``add_column`` fails on an empty split in datasets 5)."""
     table = ds.with_format("arrow")[:]
     return datasets.Dataset(table.append_column("variant", pa.array([variant] * len(ds), pa.string())))
-
-
-def write_dataset_card(
-    folder: Path, schema: EventSchema, info: dict[str, Any], configs: tuple[str, ...] = CONFIGS
-) -> None:
-    """Render templates/dataset_card.md into README.md, with the `configs` metadata for load_dataset."""
-    config_list = [
-        {
-            "config_name": name,
-            "data_files": [{"split": split, "path": f"{name}/{split}-*.parquet"} for split in ("train", "test")],
-            **({"default": True} if name == "serialized" else {}),
-        }
-        for name in configs
-    ]
-    pretty_name = f"LLM4ES corpus: {schema.name}"
-    card_data = DatasetCardData(
-        license="other",
-        pretty_name=pretty_name,
-        tags=["llm4es", "event-sequences", "user-embeddings", schema.name],
-        task_categories=["text-generation"],
-        configs=config_list,
-    )
-    card = DatasetCard.from_template(
-        card_data,
-        template_path=str(template_path("dataset_card.md")),
-        pretty_name=pretty_name,
-        schema=schema,
-        info=info,
-        fields=schema.fields,
-        labels=schema.labels,
-    )
-    (folder / "README.md").write_text(str(card), encoding="utf-8")

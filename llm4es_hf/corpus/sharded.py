@@ -32,12 +32,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from .artifacts import CORPUS_COLUMNS, FILE
-from .errors import Llm4esError
-from .schema import EventSchema, schema_to_dict
-from .serialize import SerializationConfig, Serializer, SerializeSummary, summarize
-from .sources import SourceConfig, SourceReport, eligible_users, group_users, held_out, source_schema
-from .sources.stream import FILE_SOURCES, SHARD, RawFiles, partition_events, raw_files, read_labels, read_shard
+from ..artifacts import CORPUS_COLUMNS, FILE
+from ..errors import Llm4esError
+from ..schema import EventSchema, schema_to_dict
+from ..serialize import SerializationConfig, Serializer, SerializeSummary, summarize
+from ..shards import claim, shard_name, shard_stem, write_atomically, write_text_atomically
+from ..sources import SourceConfig, SourceReport, eligible_users, group_users, held_out, source_schema
+from ..sources.stream import FILE_SOURCES, SHARD, RawFiles, partition_events, raw_files, read_labels, read_shard
 
 MANIFEST = Path("shards") / "manifest.json"
 TOKEN_SAMPLE = 32  # users per shard whose tokens are counted for the percentiles
@@ -68,10 +69,6 @@ def launch_rank() -> tuple[int, int]:
     if world < 1 or not 0 <= rank < world:
         raise Llm4esError(f"RANK {rank} is not in [0, WORLD_SIZE={world})", key="RANK")
     return rank, world
-
-
-def shard_name(shard: int, num_shards: int) -> str:
-    return f"{shard:05d}-of-{num_shards:05d}"
 
 
 @dataclass
@@ -176,16 +173,8 @@ def _refuse_foreign(output: Path, fingerprint: dict[str, Any]) -> None:
 
 def _claim(output: Path, fingerprint: dict[str, Any]) -> None:
     """Write the manifest atomically; another rank may have written the same one first."""
-    manifest = output / MANIFEST
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    temporary = manifest.with_name(f".manifest-{os.getpid()}.json")
-    temporary.write_text(json.dumps(fingerprint, indent=2))
-    try:
-        os.link(temporary, manifest)
-    except FileExistsError:
+    if not claim(output / MANIFEST, json.dumps(fingerprint, indent=2)):
         _refuse_foreign(output, fingerprint)
-    finally:
-        temporary.unlink()
 
 
 def _remove_empty(output: Path) -> None:
@@ -195,7 +184,7 @@ def _remove_empty(output: Path) -> None:
 
 
 def _stats_path(output: Path, shard: int, num_shards: int) -> Path:
-    return output / "shards" / f"{shard_name(shard, num_shards)}.json"
+    return output / "shards" / f"{shard_stem(shard, num_shards)}.json"
 
 
 def _write_shard(
@@ -221,7 +210,7 @@ def _write_shard(
         users = group_users(events, schema, report, shard_labels)
         del events
         texts = _serialize(serialization.serializer(schema, tokenizer), users)
-        named = datasets.Dataset(texts, fingerprint=f"shard-{shard_name(shard, num_shards)}")  # no hashing
+        named = datasets.Dataset(texts, fingerprint=f"shard-{shard_stem(shard, num_shards)}")  # no hashing
         summary = summarize(named, schema, max_events=serialization.max_events)
         sample = _token_sample(texts, tokenizer)
         label = source.split_label or (schema.labels[0].name if schema.labels else None)
@@ -240,10 +229,7 @@ def _write_shard(
         "counts": counts,
         "token_sample": sample,
     }
-    path = _stats_path(output, shard, num_shards)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(stats))
-    temporary.replace(path)
+    write_text_atomically(_stats_path(output, shard, num_shards), json.dumps(stats))
 
 
 def _serialize(serializer: Serializer, users: pa.Table) -> pa.Table:
@@ -259,12 +245,9 @@ def _serialize(serializer: Serializer, users: pa.Table) -> pa.Table:
 
 
 def _write_parquet(table: pa.Table, folder: Path, split: str, shard: int, num_shards: int) -> None:
-    """Write ``<split>-0000k-of-0000N.parquet`` through a temporary name, so no reader sees half a file."""
+    """Write ``<split>-0000k-of-0000N.parquet`` atomically, so no reader sees half a file."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{split}-{shard_name(shard, num_shards)}.parquet"
-    temporary = folder / f".{path.name}.tmp"
-    pq.write_table(table, temporary)
-    temporary.replace(path)
+    write_atomically(folder / shard_name(split, shard, num_shards), lambda temporary: pq.write_table(table, temporary))
 
 
 def _token_sample(texts: pa.Table, tokenizer: Any) -> list[int]:

@@ -1,6 +1,6 @@
 """The pytorch-lifestream half of the CoLES baseline: train and embed with ptls' own modules.
 
-Runs in the ptls environment as ``python -I coles_ptls.py {train,embed} INPUT.json`` (see
+Runs in the ptls environment as ``python -I ptls_worker.py {train,embed} INPUT.json`` (see
 ``coles.py`` for why it is a separate environment). Self-contained on purpose: it imports only
 the standard library, numpy, pyarrow, torch, safetensors, pytorch-lightning and ptls, never
 ``llm4es_hf``, whose dependencies that environment does not have.
@@ -236,7 +236,7 @@ def embed_saved(job: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("train", "embed"):
-        print("usage: python -I coles_ptls.py {train,embed} INPUT.json", file=sys.stderr)
+        print("usage: python -I ptls_worker.py {train,embed} INPUT.json", file=sys.stderr)
         return 2
     job = json.loads(Path(argv[1]).read_text())
     (train if argv[0] == "train" else embed_saved)(job)

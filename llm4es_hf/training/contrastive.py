@@ -28,15 +28,15 @@ import torch
 from sentence_transformers import SentenceTransformerTrainingArguments
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
-from .assets import resolve_model
-from .cards import write_model_card
-from .embed import default_layer_start, export_sentence_transformer
-from .errors import Llm4esError
-from .hardware import process_state, training_precision
-from .models import load_tokenizer, quiet_transformers
-from .schema import load_schema
-from .serialize import Serializer
-from .train import ThroughputCallback, check_lora_targets, training_hyperparameters
+from ..assets import resolve_model
+from ..cards import write_model_card
+from ..embed import default_layer_start, export_sentence_transformer
+from ..errors import Llm4esError
+from ..hardware import process_state, training_precision
+from ..models import load_tokenizer, quiet_transformers
+from ..schema import load_schema
+from ..serialize import Serializer
+from .sft import ThroughputCallback, check_lora_targets, training_hyperparameters
 
 LOSSES = ("mnrl", "cached_mnrl")
 

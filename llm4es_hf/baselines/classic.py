@@ -25,9 +25,9 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from ..errors import Llm4esError
+from ..schema import EventSchema
 from .coles import coles_baseline
-from .errors import Llm4esError
-from .schema import EventSchema
 
 EVENT_TIME = "event_time"
 SECONDS_PER_DAY = 86400.0

@@ -6,6 +6,17 @@ from pathlib import Path
 
 import torch
 
+# What a training run records (llm4es_training.json) for its model card, in short.
+TRAINING_INFO = {
+    "base_model": "smollm2-135m",
+    "corpora": ["org/corpus"],
+    "corpus_config": "serialized",
+    "tokenization": {"users": 2, "tokens": 9, "truncated_users": 0, "max_length": 8, "truncation_side": "left"},
+    "hyperparameters": {"learning_rate": 1e-4},
+    "precision": "fp32",
+    "world_size": 1,
+    "training": {"steps": 1, "epochs": 1, "first_loss": 2.0, "final_loss": 1.5, "tokens_per_second": 10.0},
+}
 TINY_CORPUS_TEXT = [
     "Date|Movie|Genres|Rating (1-5)\n1997-09-22, Toy Story, Animation/Comedy, 5",
     "UNIX days|Amount(rubles, scaled)|Merchant category codes\n17089, 6, Grocery stores, type1, purchase",
