@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import polars as pl
 import pytest
 import yaml
 
@@ -88,6 +89,21 @@ def test_movielens_1m_folder(ml1m_dir):
     assert users["1"]["genres"][1] == "Animation/Children's/Musical"
     assert users["1"]["age"] == "under 18" and users["2"]["age"] == "56+"
     assert users["2"]["occupation"] == "self-employed"
+
+
+def test_movielens_movie_id_and_release_year(ml1m_dir):
+    from llm4es_hf.sources.movielens import read_movielens
+
+    # ml-1m: the year comes from the title's trailing "(1975)", which the title loses
+    events, _ = read_movielens(ml1m_dir)
+    years = dict(zip(events["item_id"], events["release_year"], strict=True))
+    assert years == {"1193": "1975", "661": "1996"}
+    # the bundled ml-100k: its own release_year column, where 'V' and 'unkonwn' become missing
+    events, _ = read_movielens()
+    movies = events.unique("item_id").sort(pl.col("item_id").cast(pl.Int64))
+    assert movies.height == 1682 and movies["release_year"][0] == "1995"  # Toy Story
+    known = movies["release_year"].drop_nulls().cast(pl.Int64)
+    assert known.min() >= 1920 and known.max() <= 1998 and known.len() >= 1670
 
 
 def test_rosbank_folder(rosbank_dir):

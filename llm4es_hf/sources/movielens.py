@@ -73,7 +73,7 @@ def _read_dat(path: Path, columns: list[str]) -> pl.DataFrame:
 
 
 def read_movielens(input_dir: str | Path | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Events (user_id, timestamp, movie_title, genres, rating) and users (labels) frames.
+    """Events (user_id, timestamp, item_id, movie_title, release_year, genres, rating) and users (labels) frames.
 
     Without ``input_dir`` the bundled ml-100k is used; a folder with ``ratings.dat``
     is read as GroupLens ml-1m; a folder with ``ml-100k.inter`` as the recbole copy.
@@ -84,6 +84,7 @@ def read_movielens(input_dir: str | Path | None = None) -> tuple[pl.DataFrame, p
         movies = _read_dat(folder / "movies.dat", ["item_id", "title", "genres"]).select(
             "item_id",
             pl.col("title").str.replace(r"\s*\(\d{4}\)\s*$", "").alias("movie_title"),
+            pl.col("title").str.extract(r"\((\d{4})\)\s*$").alias("release_year"),
             pl.col("genres").str.replace_all("|", "/", literal=True),
         )
         users = _read_dat(folder / "users.dat", ["user_id", "gender", "age", "occupation", "zip_code"])
@@ -100,6 +101,7 @@ def read_movielens(input_dir: str | Path | None = None) -> tuple[pl.DataFrame, p
         movies = items.select(
             "item_id",
             pl.col("movie_title"),
+            pl.col("release_year").str.extract(r"^\s*(\d{4})\s*$"),  # a few are 'V' or 'unkonwn': missing
             pl.col("class").str.strip_chars().str.replace_all(" ", "/", literal=True).alias("genres"),
         )
         users = _strip_types(read_table(folder / "ml-100k.user", separator="\t", quote_char=None))
