@@ -38,7 +38,7 @@ from .metrics import PairedDifference
 from .search import build_index_from_files
 from .training.sft import LLM4ESSFTConfig, SFTScriptArguments, run_sft
 
-console = Console()
+console = Console(width=max(Console().width, 132))  # the results table is 130 characters wide
 
 
 FINETUNED = "llm4es-finetuned"
