@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report, timed  # noqa: E402
 
 from llm4es_hf.assets import resolve_model  # noqa: E402
-from llm4es_hf.embed import Embedder, export_sentence_transformer  # noqa: E402
+from llm4es_hf.embedding import Embedder, export_sentence_transformer  # noqa: E402
 from llm4es_hf.hardware import cpu_has_native_bf16, describe  # noqa: E402
 from llm4es_hf.models import load_tokenizer
 from llm4es_hf.serialize import Serializer  # noqa: E402

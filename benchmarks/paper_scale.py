@@ -16,7 +16,7 @@ is ~2.97B rather than 3.21B (both are printed; ``--tokenizer`` takes another tok
    installed, else SDPA (printed). Changed from the recipe, and printed: the model (the local
    folder), the corpus config (``serialized``: there is no enriched one), ``max_steps``,
    ``logging_steps`` 1 and no checkpoints.
-3. Embeddings with our embedder (``llm4es_hf.embed``: ``Embedder``, ``embed_dataset``) at 8,192 and
+3. Embeddings with our embedder (``llm4es_hf.embedding``: ``Embedder``, ``embed_dataset``) at 8,192 and
    16,384 tokens.
 
 Tokens/s are timed from the end of the first (warm-up) step or batch to the end of the last.
@@ -74,7 +74,7 @@ from trl import ModelConfig  # noqa: E402
 from llm4es_hf.artifacts import load_corpus_config  # noqa: E402
 from llm4es_hf.config import load_recipe  # noqa: E402
 from llm4es_hf.corpus import CorpusConfig, build_corpus  # noqa: E402
-from llm4es_hf.embed import Embedder, embed_dataset  # noqa: E402
+from llm4es_hf.embedding import Embedder, embed_dataset  # noqa: E402
 from llm4es_hf.hardware import describe, pick_dtype  # noqa: E402
 from llm4es_hf.models import load_tokenizer  # noqa: E402
 from llm4es_hf.sources.synthetic import generate_rosbank, write_rosbank  # noqa: E402

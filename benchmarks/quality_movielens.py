@@ -93,7 +93,7 @@ def main() -> None:
     from llm4es_hf.baselines import aggregate_features, bag_of_categories
     from llm4es_hf.config import parse_config
     from llm4es_hf.corpus import CorpusConfig, build_corpus
-    from llm4es_hf.embed import Embedder, embed_dataset, export_sentence_transformer
+    from llm4es_hf.embedding import Embedder, embed_dataset, export_sentence_transformer
     from llm4es_hf.evaluation import concat_features, evaluate_features
     from llm4es_hf.training.contrastive import ContrastiveScriptArguments, LLM4ESContrastiveConfig, run_contrastive
     from llm4es_hf.training.sft import LLM4ESSFTConfig, SFTScriptArguments, run_sft

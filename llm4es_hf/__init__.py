@@ -16,8 +16,8 @@ from typing import Any
 # name -> module: loaded on first use, so `import llm4es_hf` stays light and the evaluation's and
 # the index's optional extras (lightgbm, faiss) are needed only by those who use them.
 _EXPORTS = {
-    "Embedder": "embed",
-    "UserEncoder": "embed",
+    "Embedder": "embedding",
+    "UserEncoder": "embedding",
     "Llm4esError": "errors",
     "EvaluationReport": "evaluation",
     "evaluate_embeddings": "evaluation",

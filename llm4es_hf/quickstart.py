@@ -26,7 +26,7 @@ from .assets import recipes_dir, resolve_model
 from .cards import write_model_card
 from .config import load_recipe
 from .corpus import CorpusConfig, build_corpus
-from .embed import (
+from .embedding import (
     Embedder,
     early_layer_end,
     embed_corpus,

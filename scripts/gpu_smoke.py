@@ -156,8 +156,8 @@ def check_env(check: Check) -> None:
             check.notes.append(f"dill would pickle {by_value} by value (datasets fingerprinting may fail)")
     except Exception as err:  # noqa: BLE001
         check.fact(dill_probe_error=f"{type(err).__name__}: {err}"[:200])
-    for module in ("llm4es_hf.embed", "llm4es_hf.training.sft", "llm4es_hf.training.contrastive", "llm4es_hf.cli.embed",
-                   "llm4es_hf.cli.sft", "llm4es_hf.cli.contrastive", "llm4es_hf.artifacts",
+    for module in ("llm4es_hf.embedding", "llm4es_hf.training.sft", "llm4es_hf.training.contrastive",
+                   "llm4es_hf.cli.embed", "llm4es_hf.cli.sft", "llm4es_hf.cli.contrastive", "llm4es_hf.artifacts",
                    "tests.support.tiny"):  # fmt: skip
         try:
             importlib.import_module(module)
@@ -187,7 +187,7 @@ def check_hardware(check: Check) -> None:
 
 
 def check_embed(check: Check, model: Path) -> None:
-    from llm4es_hf.embed import Embedder
+    from llm4es_hf.embedding import Embedder
 
     gpu = Embedder(str(model))  # defaults: cuda when available, auto dtype
     check.fact(default_device=gpu.device, default_dtype=str(gpu.dtype), default_padding_free=gpu.padding_free)
@@ -240,7 +240,7 @@ def check_embed(check: Check, model: Path) -> None:
 
 
 def check_embed_levers(check: Check, model: Path) -> None:
-    from llm4es_hf.embed import Embedder
+    from llm4es_hf.embedding import Embedder
 
     levers = {
         "events": {"pool_tokens": "events"},
@@ -268,7 +268,7 @@ def check_embed_levers(check: Check, model: Path) -> None:
 def check_st_export(check: Check, model: Path, work: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
-    from llm4es_hf.embed import Embedder, export_sentence_transformer
+    from llm4es_hf.embedding import Embedder, export_sentence_transformer
 
     folder = work / "st-model"
     shutil.copytree(model, folder)
@@ -283,7 +283,7 @@ def check_st_export(check: Check, model: Path, work: Path) -> None:
 
 
 def check_embed_shards(check: Check, model: Path, work: Path) -> None:
-    import llm4es_hf.embed as embed_module
+    import llm4es_hf.embedding as embed_module
     from llm4es_hf.artifacts import load_embeddings
     from llm4es_hf.cli import main
     from tests.support.tiny import write_sharded_corpus
@@ -354,7 +354,7 @@ def check_sft(check: Check, model: Path, corpus: Path, work: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     from llm4es_hf.cli import main
-    from llm4es_hf.embed import Embedder
+    from llm4es_hf.embedding import Embedder
 
     common = ["--corpus", str(corpus), "--model_name_or_path", str(model), "--report_to", "none"]
     common += ["--logging_steps", "1", "--per_device_train_batch_size", "4", "--max_length", "128"]
@@ -402,7 +402,7 @@ def check_contrastive(check: Check, model: Path, corpus: Path, work: Path) -> No
     from sentence_transformers import SentenceTransformer
 
     from llm4es_hf.cli import main
-    from llm4es_hf.embed import Embedder
+    from llm4es_hf.embedding import Embedder
 
     def base(out: Path) -> list[str]:
         return [

@@ -152,7 +152,7 @@ def movielens_index(tmp_path_factory, tiny_model) -> Path:
     tiny-tokenizer tokens), with labels, schema and texts."""
     from llm4es_hf.artifacts import load_texts, save_embeddings
     from llm4es_hf.corpus import CorpusConfig, build_corpus
-    from llm4es_hf.embed import Embedder
+    from llm4es_hf.embedding import Embedder
     from llm4es_hf.search import build_index_from_files
 
     root = tmp_path_factory.mktemp("ml-index")

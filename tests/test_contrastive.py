@@ -136,7 +136,7 @@ def test_tiny_run_lowers_its_loss_and_every_path_gives_the_same_vector(tmp_path,
     from transformers import AutoModelForCausalLM
 
     from llm4es_hf.cli import main as cli_main
-    from llm4es_hf.embed import Embedder
+    from llm4es_hf.embedding import Embedder
 
     out = tmp_path / "model"
     args = [
@@ -210,7 +210,7 @@ def test_lora_run_merges_into_a_plain_checkpoint(tmp_path, tiny_model, taste_cor
     ]
     assert recipe.main(args) == 0, capsys.readouterr().err
     assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").exists()
-    from llm4es_hf.embed import Embedder
+    from llm4es_hf.embedding import Embedder
 
     users = datasets.load_from_disk(str(taste_corpus / "users"))["test"]
     tuned = Embedder(str(out), dtype="fp32").encode(users["text"], progress=False)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from llm4es_hf.cli import main
-from llm4es_hf.embed import Embedder, default_layer_start, export_sentence_transformer
+from llm4es_hf.embedding import Embedder, default_layer_start, export_sentence_transformer
 from llm4es_hf.errors import Llm4esError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_left_and_right_padding_agree(tiny_model, pooling):
 
 
 def test_padding_free_batches_hold_one_length_and_give_the_same_vectors(tiny_model, monkeypatch):
-    import llm4es_hf.embed as embed_module
+    import llm4es_hf.embedding.embedder as embed_module
 
     texts = TEXTS + [TEXTS[0], TEXTS[2], "another short one"]
     padded = Embedder(str(tiny_model), dtype="fp32", padding_free=False)

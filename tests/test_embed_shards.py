@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 import llm4es_hf.cli.embed as embed_cli
-import llm4es_hf.embed as embed_module
+import llm4es_hf.embedding.sharded as embed_module
 from llm4es_hf.artifacts import load_embeddings
 from llm4es_hf.cli import main
 from llm4es_hf.errors import Llm4esError

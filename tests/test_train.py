@@ -232,7 +232,7 @@ def test_shipped_lora_recipe_trains_a_gemma3_that_exports_and_embeds(tmp_path, t
     as a SentenceTransformer that reproduces the Embedder."""
     from sentence_transformers import SentenceTransformer
 
-    from llm4es_hf.embed import Embedder, export_sentence_transformer
+    from llm4es_hf.embedding import Embedder, export_sentence_transformer
 
     base = tiny.tiny_gemma3_dir(tmp_path / "gemma")
     out = tmp_path / "lora"

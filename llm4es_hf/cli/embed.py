@@ -17,7 +17,7 @@ from accelerate import PartialState
 
 from ..artifacts import corpus_text_splits
 from ..config import parse_config
-from ..embed import (
+from ..embedding import (
     DTYPES,
     POOL_TOKENS,
     POOLINGS,

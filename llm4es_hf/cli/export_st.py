@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..artifacts import write_serialization_settings
 from ..config import parse_config
-from ..embed import DEFAULT_MAX_LENGTH, POOLINGS, export_sentence_transformer
+from ..embedding import DEFAULT_MAX_LENGTH, POOLINGS, export_sentence_transformer
 from ..errors import Llm4esError
 
 

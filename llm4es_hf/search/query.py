@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from ..artifacts import FILE, ROW, read_table
-from ..embed import UserEncoder
+from ..embedding import UserEncoder
 from ..errors import Llm4esError
 from ..schema import EventSchema, load_schema
 from .index import UserIndex

@@ -30,7 +30,7 @@ from sentence_transformers.base.sampler import DefaultBatchSampler
 
 from ..assets import resolve_model
 from ..cards import write_model_card
-from ..embed import default_layer_start, export_sentence_transformer
+from ..embedding import default_layer_start, export_sentence_transformer
 from ..errors import Llm4esError
 from ..hardware import process_state, training_precision
 from ..models import load_tokenizer, quiet_transformers

@@ -21,34 +21,23 @@ reproduces ``llm4es embed`` without ``trust_remote_code``.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
-import polars as pl
 import torch
 
-from .artifacts import (
-    FILE,
-    ROW,
-    SplitTexts,
+from ..artifacts import (
     embedding_settings,
     load_texts,
     save_embeddings,
     serialization_settings,
-    write_embedding_shard,
 )
-from .errors import Llm4esError
-from .hardware import pick_dtype, process_state
-from .models import load_model, load_tokenizer
-from .schema import EventSchema
-from .serialize import Serializer
-from .shards import shard_name
-from .sources.base import SourceReport, build_users
+from ..errors import Llm4esError
+from ..hardware import pick_dtype, process_state
+from ..models import load_model
 
 POOLINGS = ("mean", "last")
 POOL_TOKENS = ("all", "events")
@@ -319,92 +308,6 @@ def _pad_weights(rows: list[np.ndarray], side: str) -> torch.Tensor:
     return out
 
 
-class UserEncoder:
-    """Raw events (or texts) -> one vector per user, the way a model's corpus was made.
-
-    ``from_pretrained`` reads what a trained or exported model folder (or Hub repo) carries:
-    ``schema.yaml`` and ``llm4es_serialization.json`` (format, event cap, token budget and its
-    tokenizer) for the events -> text step, ``llm4es_embedding.json`` for the pooling. So
-    ``encode_events`` on a corpus user's raw rows gives the vector ``llm4es embed`` gives on
-    the corpus. ``schema`` and ``serialization`` override what the folder says (an index
-    built from a corpus passes the corpus' own).
-    """
-
-    def __init__(self, embedder: Embedder, serializer: Serializer | None = None) -> None:
-        self.embedder = embedder
-        self.serializer = serializer
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        model: str,
-        *,
-        schema: EventSchema | None = None,
-        serialization: dict[str, Any] | None = None,
-        dtype: str = "auto",
-        device: str | None = None,
-    ) -> UserEncoder:
-        """Load the model and its saved settings (see the class docstring)."""
-        saved = serialization_settings(model)
-        if schema is None and saved is not None:
-            schema = saved[0]
-        settings = {**(saved[1] if saved is not None else {}), **(serialization or {})}
-        pooling = resolve_embedding_settings(model, token_budget=settings.get("max_tokens"))
-        embedder = Embedder(model, **pooling, dtype=dtype, device=device)
-        serializer = None
-        if schema is not None:
-            budget = settings.get("max_tokens")
-            serializer = Serializer(
-                dataclasses.replace(schema, labels=[]),  # events only: labels are not expected
-                settings.get("format") or "llm4es",
-                max_events=settings.get("max_events", 5000),
-                max_tokens=budget,
-                tokenizer=load_tokenizer(settings.get("tokenizer") or model) if budget else None,
-            )
-        return cls(embedder, serializer)
-
-    @property
-    def schema(self) -> EventSchema:
-        if self.serializer is None:
-            raise Llm4esError(
-                "this model carries no schema.yaml / llm4es_serialization.json (train it with a local corpus, "
-                "or `llm4es export-st MODEL --corpus CORPUS`), so it cannot read raw events; use encode_texts",
-                key="model",
-            )
-        return self.serializer.schema
-
-    @property
-    def dimension(self) -> int:
-        return self.embedder.dimension
-
-    def users_of(self, events: Any, *, source: str = "events") -> datasets.Dataset:
-        """Group a raw events table (pandas or polars, the schema's raw columns) into one row per user."""
-        frame = events if isinstance(events, pl.DataFrame) else pl.from_pandas(events)
-        if ROW not in frame.columns:  # rows as read by artifacts.read_table keep their file lines
-            frame = frame.select(pl.all().cast(pl.Utf8)).with_row_index(ROW, offset=1)
-            frame = frame.with_columns(pl.lit(source).alias(FILE))
-        if self.schema.user_id not in frame.columns:  # one user's events, without an id column
-            frame = frame.with_columns(pl.lit("query").alias(self.schema.user_id))
-        return build_users(frame, self.schema, SourceReport(source=source))
-
-    def texts_of_events(self, events: Any, *, source: str = "events") -> tuple[list[str], list[str]]:
-        """``(user_ids, texts)``: the raw events serialized as the model's corpus was."""
-        users = self.users_of(events, source=source)
-        texts = self.serializer(users, desc="Serializing")
-        return [str(u) for u in texts["user_id"]], list(texts["text"])
-
-    def encode_events(
-        self, events: Any, *, batch_size: int = 8, progress: bool = False
-    ) -> tuple[list[str], np.ndarray]:
-        """``(user_ids, vectors)``: one float32 row per user of the events table."""
-        user_ids, texts = self.texts_of_events(events)
-        return user_ids, self.encode_texts(texts, batch_size=batch_size, progress=progress)
-
-    def encode_texts(self, texts: Sequence[str], *, batch_size: int = 8, progress: bool = False) -> np.ndarray:
-        """One float32 row per text (texts already serialized)."""
-        return self.embedder.encode(list(texts), batch_size=batch_size, progress=progress)
-
-
 def embed_dataset(
     embedder: Embedder, texts: datasets.Dataset, *, batch_size: int = 8, text_column: str = "text"
 ) -> np.ndarray | None:
@@ -449,204 +352,3 @@ def embed_corpus(
     if embeddings is not None:
         save_embeddings(output, texts["user_id"], embeddings, extra={"split": texts["split"]})
     return embeddings
-
-
-SHARDS_FORMAT = "llm4es-embedding-shards/1"
-MODEL_FILES = {"config.json", "tokenizer.json", "adapter_config.json"}  # and the weights (*.safetensors, *.bin)
-
-
-@dataclasses.dataclass(frozen=True)
-class Shard:
-    """Rows ``[start, stop)`` of one split, embedded into the file ``name``."""
-
-    name: str
-    split: str
-    start: int
-    stop: int
-
-    @property
-    def rows(self) -> int:
-        return self.stop - self.start
-
-
-def plan_shards(splits: Sequence[SplitTexts], num_shards: int | None = None) -> list[Shard]:
-    """The output shards, split by split: ``num_shards`` near-equal row ranges per split (at most
-    one per row), else one per input file (one per split for a Hub corpus)."""
-    if num_shards is not None and num_shards < 1:
-        raise Llm4esError(f"num_shards must be 1 or more, got {num_shards}", key="num_shards")
-    shards = []
-    for part in splits:
-        if num_shards is not None:
-            count = min(num_shards, max(part.rows, 1))
-            bounds = np.linspace(0, part.rows, count + 1).round().astype(int).tolist()
-        else:
-            bounds = np.concatenate([[0], np.cumsum(part.file_rows or [part.rows])]).astype(int).tolist()
-        count = len(bounds) - 1
-        shards += [Shard(shard_name(part.split, k, count), part.split, bounds[k], bounds[k + 1]) for k in range(count)]
-    return shards
-
-
-def shards_manifest(
-    embedder: Embedder, corpus: str, corpus_config: str, splits: Sequence[SplitTexts], shards: Sequence[Shard]
-) -> dict[str, Any]:
-    """What a sharded run is: the model (path, Hub revision, its weight and config files' sizes and
-    times, so a model retrained in place is another model), the corpus (its files' names, sizes and
-    rows), the pooling settings and the planned shards."""
-    path = Path(embedder.path)
-    model_files = [
-        {"name": file.name, "bytes": file.stat().st_size, "modified_ns": file.stat().st_mtime_ns}
-        for file in (sorted(path.iterdir()) if path.is_dir() else [])
-        if file.name in MODEL_FILES or file.suffix in (".safetensors", ".bin")
-    ]
-    return {
-        "format": SHARDS_FORMAT,
-        "model": {
-            "path": str(path.resolve()) if path.is_dir() else str(embedder.path),
-            "revision": getattr(embedder.model.config, "_commit_hash", None),
-            "files": model_files,
-        },
-        "corpus": {
-            "path": str(Path(corpus).resolve()) if Path(corpus).is_dir() else corpus,
-            "config": corpus_config,
-            "splits": [part.describe() for part in splits],
-        },
-        "embedding": {
-            "layer_start": embedder.layer_start,
-            "layer_end": embedder.layer_end,
-            "num_layers": embedder.num_layers,
-            "pooling": embedder.pooling,
-            "max_length": embedder.max_length,
-            "dtype": str(embedder.dtype).replace("torch.", ""),
-            "pool_tokens": embedder.pool_tokens,
-            "weight_field": embedder.weight_field,
-            "echo": embedder.echo,
-            "suffix": embedder.suffix,
-            "dimension": embedder.dimension,
-        },
-        "shards": [dataclasses.asdict(shard) for shard in shards],
-    }
-
-
-def embed_shards(
-    embedder: Embedder,
-    splits: Sequence[SplitTexts],
-    shards: Sequence[Shard],
-    folder: Path,
-    *,
-    batch_size: int = 8,
-    progress: bool = True,
-    desc: str = "Embedding",
-) -> int:
-    """Embed ``shards`` one after another, each written (atomically) as soon as it is done, under one
-    progress bar (users, tokens/s, ETA); the number of tokens embedded."""
-    from tqdm.auto import tqdm
-
-    by_split = {part.split: part for part in splits}
-    bar = tqdm(total=sum(shard.rows for shard in shards), unit="user", desc=desc, disable=not progress)
-    tokens = 0
-
-    def advance(texts: int, batch_tokens: int) -> None:
-        nonlocal tokens
-        tokens += batch_tokens
-        elapsed = bar.format_dict["elapsed"] or 1e-9
-        bar.set_postfix_str(f"{tokens / elapsed:,.0f} tok/s", refresh=False)
-        bar.update(texts)
-
-    for shard in shards:
-        table = by_split[shard.split].read(shard.start, shard.stop)
-        vectors = embedder.encode(table["text"].to_pylist(), batch_size=batch_size, progress=False, on_batch=advance)
-        write_embedding_shard(folder / shard.name, table["user_id"].to_pylist(), vectors, shard.split)
-    bar.close()
-    return tokens
-
-
-def export_sentence_transformer(
-    model_dir: str | Path,
-    *,
-    layer_start: int | None = None,
-    layer_end: int | None = None,
-    pooling: str = "mean",
-    max_length: int = DEFAULT_MAX_LENGTH,
-) -> Path:
-    """Add SentenceTransformer modules to a saved model folder: Transformer at the root (with
-    ``output_hidden_states``, and ``num_hidden_layers=layer_end`` when the forward stops early),
-    ``1_WeightedLayerPooling`` (equal weights over hidden_states[k:e]) and ``2_Pooling`` (mean or
-    lasttoken). The root weights, config and card are left as they are, so AutoModel /
-    AutoModelForCausalLM keep loading the folder.
-    """
-    from sentence_transformers.sentence_transformer.modules import Pooling, WeightedLayerPooling
-    from transformers import AutoConfig
-
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").exists():
-        raise Llm4esError("not a saved model folder (no config.json)", file=model_dir)
-    if pooling not in POOLINGS:
-        raise Llm4esError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}", key="pooling")
-    config = AutoConfig.from_pretrained(model_dir)
-    num_layers, hidden = config.num_hidden_layers, config.hidden_size
-    start = default_layer_start(num_layers) if layer_start is None else layer_start
-    end = num_layers if layer_end is None else layer_end
-    check_layer_range(start, end, num_layers)
-    config_kwargs: dict[str, Any] = {"output_hidden_states": True}
-    if end < num_layers:
-        config_kwargs["num_hidden_layers"] = end  # the Transformer module loads the first `end` layers only
-    modules = [
-        ("", "sentence_transformers.base.modules.transformer.Transformer"),
-        (
-            "1_WeightedLayerPooling",
-            "sentence_transformers.sentence_transformer.modules.weighted_layer_pooling.WeightedLayerPooling",
-        ),
-        ("2_Pooling", "sentence_transformers.sentence_transformer.modules.pooling.Pooling"),
-    ]
-    (model_dir / "modules.json").write_text(
-        json.dumps(
-            [{"idx": i, "name": str(i), "path": path, "type": kind} for i, (path, kind) in enumerate(modules)], indent=2
-        )
-    )
-    (model_dir / "sentence_bert_config.json").write_text(
-        json.dumps(
-            {
-                "transformer_task": "feature-extraction",
-                "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
-                "module_output_name": "token_embeddings",
-                "config_kwargs": config_kwargs,
-                # keep the most recent events (left truncation), as training and `llm4es embed` do
-                "processor_kwargs": {
-                    "truncation_side": "left",
-                    "padding_side": "right",
-                    "model_max_length": max_length,
-                },
-            },
-            indent=2,
-        )
-    )
-    (model_dir / "config_sentence_transformers.json").write_text(
-        json.dumps(
-            {
-                "model_type": "SentenceTransformer",
-                "prompts": {},
-                "default_prompt_name": None,
-                "similarity_fn_name": "cosine",
-            },
-            indent=2,
-        )
-    )
-    layer_folder = model_dir / "1_WeightedLayerPooling"
-    layer_folder.mkdir(exist_ok=True)
-    WeightedLayerPooling(hidden, num_hidden_layers=end, layer_start=start).save(str(layer_folder))
-    pool_folder = model_dir / "2_Pooling"
-    pool_folder.mkdir(exist_ok=True)
-    Pooling(hidden, pooling_mode="lasttoken" if pooling == "last" else "mean").save(str(pool_folder))
-    (model_dir / "llm4es_embedding.json").write_text(
-        json.dumps(
-            {
-                "layer_start": start,
-                "layer_end": end,
-                "num_layers": num_layers,
-                "pooling": pooling,
-                "max_length": max_length,
-            },
-            indent=2,
-        )
-    )
-    return model_dir
