@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 import llm4es_hf.cli.embed as embed_cli
+import llm4es_hf.embedding.run as embed_run
 import llm4es_hf.embedding.sharded as embed_module
 from llm4es_hf.artifacts import load_embeddings
 from llm4es_hf.cli import main
@@ -168,7 +169,7 @@ def test_processes_take_disjoint_shards(tmp_path, tiny_model, corpus, one_file, 
     out = tmp_path / "emb"
     real_write, taken = embed_module.write_embedding_shard, {}
     for rank in (0, 1):  # the main process first: it writes the manifest the other one checks
-        monkeypatch.setattr(embed_cli, "process_state", lambda rank=rank: FakeState(rank, 2))
+        monkeypatch.setattr(embed_run, "process_state", lambda rank=rank: FakeState(rank, 2))
         monkeypatch.setattr(
             embed_module,
             "write_embedding_shard",

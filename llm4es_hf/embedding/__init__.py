@@ -19,6 +19,7 @@ from .embedder import (
 )
 from .encoder import UserEncoder
 from .export import export_sentence_transformer
+from .run import EmbedConfig, run_embed
 from .sharded import MODEL_FILES, SHARDS_FORMAT, Shard, embed_shards, plan_shards, shards_manifest
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "POOLINGS",
     "POOL_TOKENS",
     "SHARDS_FORMAT",
+    "EmbedConfig",
     "Embedder",
     "Shard",
     "UserEncoder",
@@ -41,6 +43,7 @@ __all__ = [
     "export_sentence_transformer",
     "plan_shards",
     "resolve_embedding_settings",
+    "run_embed",
     "shards_manifest",
     "stop_at_layer",
 ]

@@ -1,7 +1,7 @@
 """Nearest users: the index (``index``), building it from files (``files``), new users' events at
 query time (``query``)."""
 
-from .files import build_index_from_files
+from .files import IndexConfig, build_index_from_files
 from .index import (
     EXACT_MAX_USERS,
     HNSW_MAX_USERS,
@@ -15,6 +15,7 @@ from .index import (
 from .query import QueryEncoder, event_columns
 
 __all__ = [
+    "IndexConfig",
     "EXACT_MAX_USERS",
     "HNSW_MAX_USERS",
     "INDEX_KINDS",
