@@ -240,8 +240,8 @@ def quickstart(config: QuickstartConfig) -> dict:
         results["finetuned_vs_frozen_out_of_fold"] = gain_record(gain)
     else:
         console.print(
-            "fine-tuned vs frozen: not run here (one more embedding pass); `llm4es quickstart --frozen-baseline` "
-            "runs it, and docs/cli.md#quickstart gives the figures measured at these settings"
+            "fine-tuned vs frozen: not run here (one more embedding pass, about 10 minutes on 2 cores); "
+            "`llm4es quickstart --frozen-baseline` runs it"
         )
     (out / "quickstart.json").write_text(json.dumps(results, indent=2))
     console.rule(f"[bold green]done in {results['seconds']} s")

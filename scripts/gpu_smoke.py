@@ -283,7 +283,7 @@ def check_st_export(check: Check, model: Path, work: Path) -> None:
 
 
 def check_embed_shards(check: Check, model: Path, work: Path) -> None:
-    import llm4es_hf.embedding as embed_module
+    import llm4es_hf.embedding.sharded as embed_module
     from llm4es_hf.artifacts import load_embeddings
     from llm4es_hf.cli import main
     from tests.support.tiny import write_sharded_corpus
