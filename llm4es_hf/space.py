@@ -270,7 +270,21 @@ def build_demo(
     return demo
 
 
-def default_locations(root: Path) -> tuple[str | None, str]:
-    """Model and index: $LLM4ES_MODEL / $LLM4ES_INDEX, else the index `llm4es quickstart` wrote under
-    ``root`` and the model that index names (None here means: the index's own model)."""
+def default_locations(root: Path, run: str | Path | None = None) -> tuple[str | None, str]:
+    """Model and index: those of a run folder of `llm4es quickstart` (``run``, else $LLM4ES_RUN: its
+    ``model/`` and ``index/``), else $LLM4ES_MODEL / $LLM4ES_INDEX, else the index `llm4es quickstart`
+    wrote under ``root`` and the model that index names (None here means: the index's own model)."""
+    run = run or os.environ.get("LLM4ES_RUN")
+    if run:
+        folder = Path(run)
+        if not (folder / "index").is_dir() or not (folder / "model").is_dir():
+            raise Llm4esError("not a run folder of `llm4es quickstart` (it has no index/ and model/)", file=folder)
+        return str(folder / "model"), str(folder / "index")
     return os.environ.get("LLM4ES_MODEL"), os.environ.get("LLM4ES_INDEX", str(root / "outputs/quickstart/index"))
+
+
+def example_events(index: str | Path, fallback: Path) -> Path:
+    """The upload box's example: ``example_events.csv`` beside a run's index (one user's raw rows the
+    quickstart kept), else ``fallback`` (the Space's MovieLens viewer)."""
+    kept = Path(index).parent / "example_events.csv"
+    return kept if kept.is_file() else fallback

@@ -9,6 +9,13 @@ from huggingface_hub import ModelCard
 
 from llm4es_hf.cli import main
 
+# The smallest budget of a whole run with the bundled model (also tests/test_quickstart_sources.py).
+TINY_BUDGET = [
+    *("--max-tokens", "32", "--embed-tokens", "48", "--train-steps", "2", "--batch-size", "2"),
+    *("--gradient-accumulation-steps", "1", "--enrich-users", "1", "--enrich-new-tokens", "8"),
+    *("--embed-batch-size", "32"),
+]
+
 
 @pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path, capsys):
@@ -17,23 +24,8 @@ def test_quickstart_end_to_end(tmp_path, capsys):
             "quickstart",
             "--output-dir",
             str(tmp_path),
-            "--max-tokens",
-            "32",
-            "--embed-tokens",
-            "48",
             "--frozen-baseline",
-            "--train-steps",
-            "2",
-            "--batch-size",
-            "2",
-            "--gradient-accumulation-steps",
-            "1",
-            "--enrich-users",
-            "1",
-            "--enrich-new-tokens",
-            "8",
-            "--embed-batch-size",
-            "32",
+            *TINY_BUDGET,
         ]
     )
     assert code == 0

@@ -74,6 +74,11 @@ BUDGETS: list[tuple[str, list[str]]] = [
     (r"^llm4es embed\b", ["--max-length", "16", "--batch-size", "64"]),
     (r"^llm4es evaluate\b", ["--folds", "2"]),
     (
+        r"^llm4es quickstart\b",
+        ["--max-tokens", "96", "--embed-tokens", "96", "--train-steps", "2", "--batch-size", "2"]  # Rosbank header: 50
+        + ["--enrich-users", "1", "--enrich-new-tokens", "8", "--embed-batch-size", "32"],
+    ),
+    (
         r"\brecipes/contrastive\.py\b",
         ["--max_steps", "1", "--max_users", "16", "--per_device_train_batch_size", "8", "--max_slice_tokens", "48"],
     ),
@@ -139,7 +144,7 @@ def write_user_files(folder: Path, home: Path) -> None:
 def work(tmp_path_factory) -> Path:
     """The user's folder: the repo's recipes and the venv, their own data files, nothing built."""
     folder = tmp_path_factory.mktemp("user")
-    for name in ("recipes", "spaces", "benchmarks"):
+    for name in ("recipes", "spaces", "benchmarks", "docs"):
         (folder / name).symlink_to(ROOT / name)
     (folder / ".venv").symlink_to(Path(sys.prefix))
     (folder / "home").mkdir()
@@ -172,6 +177,10 @@ def environment(work: Path) -> dict[str, str]:
 
 def check_outputs(line: str, work: Path) -> None:
     """What a line must leave behind beyond exit code 0."""
+    run = re.search(r"^llm4es quickstart\b.*--output-dir (\S+)", line)
+    if run:
+        for name in ("quickstart.json", "model/README.md", "index/index.json", "evaluation/report.md"):
+            assert (work / run.group(1) / name).exists(), f"{line}: no {name} in the run folder"
     recipe = re.search(r"recipes/sft\.py --config (\S+)", line)
     if recipe:
         output = work / yaml.safe_load((work / recipe.group(1)).read_text())["output_dir"]

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..config import parse_config
 from ..errors import Llm4esError
 from ..infer_schema import SAMPLE_ROWS, infer_schema, preview
+from ..sources.stream import input_files
 
 SUBCOMMANDS = ("infer",)
 
@@ -94,8 +95,10 @@ def run(config: SchemaInferConfig) -> int:
             if len(lines) > config.preview_lines:
                 print(f"... ({len(lines) - config.preview_lines:,} more lines)")
     labels = f" --labels {config.labels}" if config.labels else ""
-    print(f"\nwrote {output}; check it, then: llm4es serialize --source csv --input {config.events}", end="")
-    print(f" --schema {output}{labels}")
+    source = "parquet" if input_files(config.events)[0].suffix == ".parquet" else "csv"
+    print(f"\nwrote {output}; check it, then run the main job on your events (a run folder in outputs/):")
+    command = f"llm4es quickstart --source {source} --input {config.events} --schema {output}{labels}"
+    print(f"  {command} --output-dir outputs/run")
     return 0
 
 

@@ -28,7 +28,7 @@ from .base import (
 )
 from .labels import LabelCheck, check_labels
 from .movielens import read_movielens
-from .stream import check_same_columns, input_files
+from .stream import FILE_SOURCES, check_same_columns, event_user_ids, input_files, raw_files, user_rows
 from .synthetic import generate_rosbank
 
 SOURCES = ("movielens", "rosbank", "gender", "age", "synthetic", "csv", "parquet")
@@ -74,6 +74,20 @@ class SourceConfig:
             synthetic_events_per_user=self.synthetic_events,
             seed=self.seed,
         )
+
+    def event_user_ids(self, schema: EventSchema) -> pl.Series | None:
+        """The events' distinct user ids, read lazily from a file source's files (one column), to check a
+        labels file against before a long run; None for the bundled and generated sources."""
+        if self.source not in FILE_SOURCES:
+            return None
+        return event_user_ids(raw_files(self.source, self.input, self.labels, schema).events, schema)
+
+    def example_rows(self, schema: EventSchema, user_id: str, limit: int = 50) -> pl.DataFrame | None:
+        """One user's raw rows from a file source (its events as the files spell them); None for the
+        bundled and generated sources."""
+        if self.source not in FILE_SOURCES:
+            return None
+        return user_rows(raw_files(self.source, self.input, self.labels, schema).events, schema, user_id, limit)
 
     def split(self, texts: datasets.Dataset, schema: EventSchema) -> datasets.DatasetDict:
         """The seeded train/test split of users (test users drawn among labeled ones)."""
