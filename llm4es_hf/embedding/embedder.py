@@ -53,7 +53,10 @@ def default_layer_start(num_layers: int) -> int:
 
 def early_layer_end(num_layers: int) -> int:
     """Where the quickstart's forward stops: two thirds up (20 of SmolLM2's 30 layers), so layers
-    L/3..2L/3 are pooled; at 512 tokens that pooled range scored as well as L/3..L (benchmarks/README.md)."""
+    L/3..2L/3 are pooled. At the quickstart's settings (768 tokens, fine-tuned SmolLM2, MovieLens gender) its
+    vectors scored within noise of the full forward's (L/3..L), as at 512 tokens, in 1/1.58 of the time:
+    out-of-fold ROC-AUC LightGBM -0.013 [-0.033, +0.008], p 0.24, logreg +0.001 [-0.027, +0.028], p 0.93
+    (benchmarks/README.md, 'Early exit and centering')."""
     return round(2 * num_layers / 3)
 
 
