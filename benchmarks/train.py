@@ -22,7 +22,7 @@ padding-free way over plain padding (`ours_is` names it; both ratios are reporte
 the quickstart's 257-token windows of the compact layout, 8 viewers per optimizer step, the same
 viewers in the same order) the way it runs now (no LoRA dropout, one micro-batch of 8) against
 the way the recipe shipped before (dropout 0.05, 4 x 2 accumulated), each in its own process, and
-measures torch's fp32 GEMM rate at the model's shapes in the same run. Last line: `lora_speedup`
+measures torch's GEMM rate at the model's shapes, in the run's precision, in the same run. Last line: `lora_speedup`
 (new over old tokens/s), `lora_gemm_fraction` (model FLOPs per token x tokens/s over the GEMM
 rate: forward and input-gradient backward of every matmul, LM head and causal attention included)
 and the loss of each after the same steps.
@@ -188,9 +188,10 @@ def ours(
         return last_tokens - first_tokens, last_end - first_end, float(losses[-1])
 
 
-def gemm_gflops(rows: int, inner: int, cols: int, repeat: int = 20) -> float:
-    """torch's fp32 GEMM rate (GFLOP/s) at one matmul shape, on this run's threads: best of 3."""
-    a, b = torch.randn(rows, inner), torch.randn(inner, cols)
+def gemm_gflops(rows: int, inner: int, cols: int, repeat: int = 20, dtype: torch.dtype = torch.float32) -> float:
+    """torch's GEMM rate (GFLOP/s) at one matmul shape in ``dtype`` (the training's precision: fp32,
+    or bf16 where the CPU has it natively), on this run's threads: best of 3."""
+    a, b = torch.randn(rows, inner, dtype=dtype), torch.randn(inner, cols, dtype=dtype)
     for _ in range(3):
         a @ b
     best = float("inf")
@@ -278,10 +279,11 @@ def lora_main(args: argparse.Namespace) -> None:
             f"{run['loss']:.4f}, peak RSS {run['peak_rss_mb']:,.0f} MB",
             flush=True,
         )
-    gemm = gemm_gflops(2048, config.hidden_size, config.intermediate_size)
+    gemm_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    gemm = gemm_gflops(2048, config.hidden_size, config.intermediate_size, dtype=gemm_dtype)
     speed = {key: run["tokens"] / run["seconds"] for key, run in results.items()}
     shape = f"(2048 x {config.hidden_size}) @ ({config.hidden_size} x {config.intermediate_size})"
-    print(f"torch fp32 GEMM at {shape}: {gemm:.1f} GFLOP/s")
+    print(f"torch {precision} GEMM at {shape}: {gemm:.1f} GFLOP/s")
     report(
         benchmark="train-lora",
         unit="tokens/s",
@@ -294,6 +296,7 @@ def lora_main(args: argparse.Namespace) -> None:
         lora_speedup=round(speed["lora-new"] / speed["lora-old"], 2),
         gflop_per_token=round(flops / 1e9, 4),
         gemm_gflops=round(gemm, 1),
+        gemm_precision=precision,
         lora_gemm_fraction=round(flops * speed["lora-new"] / 1e9 / gemm, 3),
         lora_gemm_fraction_before=round(flops * speed["lora-old"] / 1e9 / gemm, 3),
         lora_speedup_same_wait_policy=round(speed["lora-new-passive"] / speed["lora-old"], 2)
