@@ -90,12 +90,12 @@ class QuickstartConfig(SourceConfig):
             "default: movielens_compact for movielens, else the source's built-in schema"
         },
     )
-    max_tokens: int = field(default=256, metadata={"help": "tokens per viewer (most recent ratings) in training"})
+    max_tokens: int = field(default=256, metadata={"help": "tokens per user (most recent events) in training"})
     # 768: what fits the 20 minutes on a 2-core CPU beside training (docs/cli.md#quickstart); whole histories
     # (2048) beat the aggregates significantly, 256 tokens did not (benchmarks/README.md)
     embed_tokens: int = field(
         default=768,
-        metadata={"help": "tokens per viewer (most recent ratings) at embedding time: history is what moves quality"},
+        metadata={"help": "tokens per user (most recent events) at embedding time: history is what moves quality"},
     )
     layer_end: int | None = field(
         default=None,
@@ -107,14 +107,18 @@ class QuickstartConfig(SourceConfig):
     # LoRA r 16 at lr 1e-3, 30 steps of 8 viewers: the best CPU recipe of benchmarks/quality_movielens.py
     # at 256 tokens (gender out-of-fold +0.032 over the frozen model, p 0.02; full fine-tuning +0.012, p 0.34)
     recipe: str = field(
-        default="sft_lora", metadata={"help": "SFT recipe of recipes/movielens/ (sft_lora, sft_full) or a YAML file"}
+        default="sft_lora",
+        metadata={
+            "help": "SFT recipe: a YAML file, or a name in recipes/<source>/, else in recipes/movielens/ "
+            "(sft_lora, sft_full)"
+        },
     )
     learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (sft_full: use 5e-5)"})
     train_steps: int = field(default=30, metadata={"help": "optimizer steps"})
     # one micro-batch of 8 per step: the same gradient as 4 x 2 accumulated, with larger matmuls (benchmarks/train.py)
     batch_size: int = field(default=8, metadata={"help": "training micro-batch size"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    enrich_users: int = field(default=4, metadata={"help": "viewers rewritten by the LLM"})
+    enrich_users: int = field(default=4, metadata={"help": "users rewritten by the LLM (0: no enrichment)"})
     enrich_new_tokens: int = field(default=128, metadata={"help": "tokens each rewrite may have"})
     embed_batch_size: int = field(default=8, metadata={"help": "texts per embedding forward pass"})
     frozen_baseline: bool = field(

@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "score embeddings and baselines on a label: 5 folds, LightGBM/logreg, report"),
     "index": ("index", "build a FAISS index of user embeddings (exact or HNSW) with labels and a 2-D map"),
     "search": ("search", "nearest users of a known user (--user-id) or of new events (--events FILE.csv)"),
-    "quickstart": ("quickstart", "the main job on the embedded defaults (bundled MovieLens-100K and SmolLM2)"),
+    "quickstart": ("quickstart", "the main job: bundled MovieLens-100K and SmolLM2, or your events (--source csv ...)"),
 }
 
 
