@@ -29,7 +29,6 @@ import polars as pl
 import torch
 from rich.console import Console
 from rich.table import Table
-from transformers import AutoConfig, AutoModelForCausalLM
 from trl import ModelConfig
 
 from .artifacts import embedding_settings
@@ -48,9 +47,10 @@ from .errors import Llm4esError
 from .evaluation import EvaluationConfig, EvaluationReport, run_evaluation
 from .hardware import pick_dtype
 from .metrics import PairedDifference
-from .schema import EventSchema, load_schema
+from .models import load_model
+from .schema import EventSchema
 from .search import build_index_from_files
-from .sources import SourceConfig, check_labels, source_schema
+from .sources import SourceConfig, check_labels, event_user_ids, source_schema, user_rows
 from .training.sft import LLM4ESSFTConfig, SFTScriptArguments, run_sft
 
 console = Console(width=max(Console().width, 132))  # the results table is 130 characters wide
@@ -64,6 +64,8 @@ DATASET_TITLES = {"movielens": "MovieLens-100K"}
 # The quickstart's layout of a source when --schema is not given (else the source's built-in schema).
 DEFAULT_SCHEMAS = {"movielens": "movielens_compact"}
 FOLDS = 5
+# The downstream model each classical set is read with when LLM4ES is added to it: its strongest here.
+ADDED_TO = {"aggregates": "lightgbm", "bag": "logreg"}
 LORA_STEP_COST = 4.0  # a LoRA step's time per token over a forward's (measured: 171 against ~700 tokens/s)
 
 
@@ -161,7 +163,7 @@ def resolve_recipe(config: QuickstartConfig) -> Path:
 def resolve_target(config: QuickstartConfig, schema: EventSchema) -> str:
     """The label to evaluate: ``--target``, else the schema's first label; one the schema lists."""
     names = [label.name for label in schema.labels]
-    target = config.target or config.split_label or (names[0] if names else None)
+    target = config.target or (names[0] if names else None)
     if target is None or target not in names:
         raise Llm4esError(
             f"no label {target!r} in schema {schema.name!r}; its labels: {names or 'none'} (give --labels FILE "
@@ -219,16 +221,17 @@ def embedding_tokens(corpus_dir: Path, embed_tokens: int) -> tuple[int, int]:
     return len(lengths), int(lengths.clip(upper_bound=embed_tokens).sum())
 
 
-def forward_tokens_per_second(model: str, *, batch: int = 4, length: int = 256) -> float:
-    """Tokens per second of one forward pass of ``model`` on this machine, timed after a warm-up: the
-    unit of the run's estimate."""
-    network = AutoModelForCausalLM.from_pretrained(resolve_model(model), dtype=pick_dtype())
+def time_forward(model: str, *, batch: int = 4, length: int = 256) -> tuple[float, int]:
+    """Tokens per second of one forward pass of ``model`` on this machine (timed after a warm-up: the
+    unit of the run's estimate) and the model's layer count."""
+    _, network, _ = load_model(model, dtype=pick_dtype())
     ids = torch.randint(0, network.config.vocab_size, (batch, length))
     with torch.inference_mode():
         network(ids[:, :16])
         start = time.perf_counter()
         network(ids)
-        return batch * length / max(time.perf_counter() - start, 1e-6)
+        seconds = time.perf_counter() - start
+    return batch * length / max(seconds, 1e-6), network.config.num_hidden_layers
 
 
 def minutes(seconds: float) -> str:
@@ -254,17 +257,22 @@ def quickstart(config: QuickstartConfig) -> dict:
     recipe = resolve_recipe(config)  # a bad recipe, schema, target or labels file fails before any long stage
     schema = source_schema(config.source, schema_name)
     target = resolve_target(config, schema)
-    config.split_label = target  # the test users are drawn among the users labeled for the target
-    event_ids = config.event_user_ids(schema) if config.labels else None
-    checks = {"user_id": schema.user_id, "folds": FOLDS, "test_size": config.test_size}
-    if event_ids is not None:
-        console.print(check_labels(event_ids, config.labels, target, **checks).line())
-    where = config.input or "the bundled data" if config.source != "synthetic" else f"{config.synthetic_users} users"
+    folds = {"folds": FOLDS, "test_size": config.test_size}
+    event_files = config.event_files(schema) if config.labels else None
+    if event_files is not None:
+        ids = event_user_ids(event_files, schema)
+        console.print(check_labels(ids, config.labels, target, user_id=schema.user_id, **folds).line())
+    if config.source == "synthetic":
+        where = f"{config.synthetic_users:,} generated users"
+    else:
+        where = config.input or "the bundled data"
     console.rule(f"[bold]1-2. {config.source} ({where}) -> LLM4ES text -> enrichment sample -> corpus")
     corpus_dir = out / "corpus"
+    source_options = {option.name: getattr(config, option.name) for option in fields(SourceConfig)}
     build_corpus(
         CorpusConfig(
-            **{**{option.name: getattr(config, option.name) for option in fields(SourceConfig)}, "schema": schema_name},
+            # the test users are drawn among the users labeled for the target
+            **{**source_options, "schema": schema_name, "split_label": target},
             output_dir=str(corpus_dir),
             max_tokens=max(config.max_tokens, config.embed_tokens),  # training keeps the latest max_tokens of it
             tokenizer=config.model,
@@ -278,29 +286,27 @@ def quickstart(config: QuickstartConfig) -> dict:
             keep_truncated=True,
         )
     )
-    schema = load_schema(corpus_dir / "schema.yaml")
     labeled = users_labels(corpus_dir, target)
-    if event_ids is None:  # labels read with the events: checked on the users, still before any training
-        console.print(check_labels(labeled["user_id"], labeled, target, **{**checks, "user_id": "user_id"}).line())
+    if event_files is None:  # labels read with the events: checked on the users, still before any training
+        console.print(check_labels(labeled["user_id"], labeled, target, **folds).line())
     check_test_users(labeled, target, config.test_size, corpus_dir / "users")
     summary = json.loads((corpus_dir / "corpus_summary.json").read_text())
     console.print(f"corpus: {summary['counts']}, enriched rows per variant: {summary['enriched_variants']['train']}")
     lap("corpus")
 
     steps, train_users, train_tokens = training_plan(config, corpus_dir)
-    num_layers = AutoConfig.from_pretrained(resolve_model(config.model)).num_hidden_layers
-    layer_end = config.layer_end or early_layer_end(num_layers)
+    global_batch = config.batch_size * config.gradient_accumulation_steps
     users, tokens = embedding_tokens(corpus_dir, config.embed_tokens)
-    rate = forward_tokens_per_second(config.model)
+    rate, num_layers = time_forward(config.model)
+    layer_end = config.layer_end or early_layer_end(num_layers)
     passes = 2 if config.frozen_baseline else 1
     console.print(
-        f"plan: fine-tune {steps} steps x {config.batch_size * config.gradient_accumulation_steps} of the "
-        f"{train_users:,} train users x {config.max_tokens} tokens ({train_tokens:,} tokens, "
+        f"plan: fine-tune {steps} steps x {global_batch} of the {train_users:,} train users x {config.max_tokens} "
+        f"tokens ({train_tokens:,} tokens, "
         f"{minutes(train_tokens * LORA_STEP_COST / rate)}), then embed {users:,} users ({tokens:,} tokens, "
         f"{passes} pass{'es' if passes > 1 else ''}, {minutes(passes * tokens * layer_end / num_layers / rate)}); "
         f"estimated from one forward timed here at {rate:,.0f} tokens/s"
     )
-    global_batch = config.batch_size * config.gradient_accumulation_steps
     console.rule(
         f"[bold]3. Fine-tune {config.model} ({recipe.parent.name}/{recipe.name}): {steps} steps x {global_batch} users "
         f"x {config.max_tokens} tokens"
@@ -374,7 +380,8 @@ def quickstart(config: QuickstartConfig) -> dict:
 
     console.print(results_table(report, f"{title} {target}"))
     added = {}
-    for baseline, model in (("aggregates", "lightgbm"), ("bag", "logreg"))[: len(baselines)]:
+    for baseline in baselines:
+        model = ADDED_TO[baseline]
         gain = report.compare(f"{baseline}+{FINETUNED}/{model}", f"{baseline}/{model}").out_of_fold
         added[baseline] = gain
         console.print(f"LLM4ES added to the {baseline} ({model}, out-of-fold): {gain_line(gain)}")
@@ -405,9 +412,11 @@ def quickstart(config: QuickstartConfig) -> dict:
         )
     (out / "quickstart.json").write_text(json.dumps(results, indent=2))
     example_user = str(labeled.filter(pl.col("split") == "test")["user_id"][0])
-    rows = config.example_rows(schema, example_user)  # the Space's upload example, as the user's files spell it
-    if rows is not None and len(rows):
-        rows.write_csv(out / "example_events.csv")
+    example_files = event_files or config.event_files(schema)
+    if example_files:  # the Space's upload example: one held-out user's rows as the user's files spell them
+        rows = user_rows(example_files, schema, example_user)
+        if len(rows):
+            rows.write_csv(out / "example_events.csv")
     console.rule(f"[bold green]done in {results['seconds']} s")
     console.print(f"model (AutoModel + SentenceTransformer, card with results): {model_dir}")
     console.print(f"report: {results['report']}; embeddings: {', '.join(str(p) for p in files.values())}")

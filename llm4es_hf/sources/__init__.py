@@ -75,19 +75,12 @@ class SourceConfig:
             seed=self.seed,
         )
 
-    def event_user_ids(self, schema: EventSchema) -> pl.Series | None:
-        """The events' distinct user ids, read lazily from a file source's files (one column), to check a
-        labels file against before a long run; None for the bundled and generated sources."""
+    def event_files(self, schema: EventSchema) -> list[Path] | None:
+        """The raw events files of a file source (csv, parquet, a bank data set's folder), for lazy reads
+        (``event_user_ids``, ``user_rows``); None for the bundled and generated sources."""
         if self.source not in FILE_SOURCES:
             return None
-        return event_user_ids(raw_files(self.source, self.input, self.labels, schema).events, schema)
-
-    def example_rows(self, schema: EventSchema, user_id: str, limit: int = 50) -> pl.DataFrame | None:
-        """One user's raw rows from a file source (its events as the files spell them); None for the
-        bundled and generated sources."""
-        if self.source not in FILE_SOURCES:
-            return None
-        return user_rows(raw_files(self.source, self.input, self.labels, schema).events, schema, user_id, limit)
+        return raw_files(self.source, self.input, self.labels, schema).events
 
     def split(self, texts: datasets.Dataset, schema: EventSchema) -> datasets.DatasetDict:
         """The seeded train/test split of users (test users drawn among labeled ones)."""
@@ -184,6 +177,7 @@ __all__ = [
     "build_users",
     "check_labels",
     "eligible_users",
+    "event_user_ids",
     "group_users",
     "held_out",
     "load_source",
@@ -191,4 +185,5 @@ __all__ = [
     "source_schema",
     "split_users",
     "stable_hash",
+    "user_rows",
 ]

@@ -15,7 +15,8 @@ import codecs
 import glob
 import gzip
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,32 +177,31 @@ def scan_table(path: Path, encoding: str, workdir: Path) -> pl.LazyFrame:
     return frame.with_columns(pl.lit(str(path)).alias(FILE))
 
 
+@contextmanager
+def scanned(files: Sequence[Path], schema: EventSchema) -> Iterator[list[pl.LazyFrame]]:
+    """Each raw events file as a lazy frame (``scan_table``), its user id column required; the plain
+    UTF-8 copies that gzipped or other-encoding files need are removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="llm4es-scan-") as workdir:
+        frames = [scan_table(path, schema.encoding, Path(workdir)) for path in files]
+        for path, frame in zip(files, frames, strict=True):
+            require_columns(frame.head(0).collect(), [schema.user_id], str(path))
+        yield frames
+
+
 def event_user_ids(files: Sequence[Path], schema: EventSchema) -> pl.Series:
     """The distinct user ids of raw event files, read lazily (one column): what a labels file is checked
     against before a long run (``check_labels``)."""
-    with tempfile.TemporaryDirectory(prefix="llm4es-ids-") as workdir:
-        frames = []
-        for path in files:
-            frame = scan_table(path, schema.encoding, Path(workdir))
-            names = frame.collect_schema().names()
-            if schema.user_id not in names:
-                present = [c for c in names if c not in (ROW, FILE)]
-                raise Llm4esError(f"no user id column; the file has {present}", file=path, column=schema.user_id)
-            frames.append(frame.select(pl.col(schema.user_id).cast(pl.Utf8).alias("user_id")).unique())
-        return pl.concat(frames).unique().collect(engine="streaming")["user_id"]
+    with scanned(files, schema) as frames:
+        ids = [frame.select(pl.col(schema.user_id).cast(pl.Utf8).alias("user_id")).unique() for frame in frames]
+        return pl.concat(ids).unique().collect(engine="streaming")["user_id"]
 
 
 def user_rows(files: Sequence[Path], schema: EventSchema, user_id: str, limit: int = 50) -> pl.DataFrame:
     """One user's raw rows as read (every column a string), at most ``limit``: an example of the files'
     format, e.g. for the demo Space's upload box."""
-    with tempfile.TemporaryDirectory(prefix="llm4es-rows-") as workdir:
-        frames = [
-            scan_table(path, schema.encoding, Path(workdir))
-            .filter(pl.col(schema.user_id).cast(pl.Utf8) == user_id)
-            .drop(ROW, FILE)
-            for path in files
-        ]
-        return pl.concat(frames, how="diagonal").head(limit).collect(engine="streaming")
+    with scanned(files, schema) as frames:
+        rows = [frame.filter(pl.col(schema.user_id).cast(pl.Utf8) == user_id).drop(ROW, FILE) for frame in frames]
+        return pl.concat(rows, how="diagonal").head(limit).collect(engine="streaming")
 
 
 def shard_expression(column: str, num_shards: int) -> pl.Expr:
