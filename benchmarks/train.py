@@ -20,16 +20,20 @@ padding-free way over plain padding (`ours_is` names it; both ratios are reporte
 
 ``--lora`` times the quickstart's LoRA fine-tuning instead (r 16 on the 7 projections, lr 1e-3,
 the quickstart's 257-token windows of the compact layout, 8 viewers per optimizer step, the same
-viewers in the same order) the way it runs now (no LoRA dropout, one micro-batch of 8) against
-the way the recipe shipped before (dropout 0.05, 4 x 2 accumulated), each in its own process, and
-measures torch's GEMM rate at the model's shapes, in the run's precision, in the same run. Last line: `lora_speedup`
-(new over old tokens/s), `lora_gemm_fraction` (model FLOPs per token x tokens/s over the GEMM
-rate: forward and input-gradient backward of every matmul, LM head and causal attention included)
-and the loss of each after the same steps.
+viewers in the same order) the way it runs now (no LoRA dropout, one micro-batch of 8, eager
+attention, the chunked loss and no fp32 round trip of llm4es_hf.training.fast_step) against the
+way the recipe shipped before (dropout 0.05, 4 x 2 accumulated, sdpa, the model's own loss), each in
+its own process, and measures torch's GEMM rate at the model's shapes in the same run, in the
+run's precision and in fp32. Last line: `lora_speedup` (new over old tokens/s),
+`lora_gemm_fraction` (model FLOPs per token x tokens/s over the GEMM rate in the run's precision;
+`lora_gemm_fraction_of_fp32_gemm` over the fp32 rate, the same figure where the run is fp32):
+forward and input-gradient backward of every matmul, LM head and causal attention included) and
+the loss of each after the same steps. ``--precision fp32`` runs both in fp32 on a CPU that would
+choose bf16. ``--lora-runs lora-new-plain-step`` adds the new settings without fast_step.
 
     python benchmarks/train.py [--max-length 512 --batch-size 2 --steps 3 --runs padded packed ...]
         [--model gemma3-270m]
-    python benchmarks/train.py --lora [--steps 30]
+    python benchmarks/train.py --lora [--steps 30] [--precision fp32] [--lora-runs lora-new-plain-step]
 """
 
 from __future__ import annotations
@@ -59,15 +63,39 @@ from llm4es_hf.training.sft import LLM4ESSFTConfig, tokenize_for_lm  # noqa: E40
 
 CONFIGS = ("hand", "hand-micro", "padded", "packed", "grouped", "micro", "fp32", "fused")
 LORA_CONFIGS = {  # the quickstart's LoRA step: now, and as the recipe and `make quickstart` shipped before
-    "lora-new": {"lora_dropout": 0.0, "batch_size": 8, "accumulation": 1, "attention": "eager", "wait": "ACTIVE"},
-    "lora-old": {"lora_dropout": 0.05, "batch_size": 4, "accumulation": 2, "attention": "sdpa", "wait": "PASSIVE"},
-    # the new settings with the old OpenMP wait policy: what the code alone gains (--runs to time it)
+    "lora-new": {
+        "lora_dropout": 0.0,
+        "batch_size": 8,
+        "accumulation": 1,
+        "attention": "eager",
+        "wait": "ACTIVE",
+        "fast_step": True,
+    },
+    "lora-old": {
+        "lora_dropout": 0.05,
+        "batch_size": 4,
+        "accumulation": 2,
+        "attention": "sdpa",
+        "wait": "PASSIVE",
+        "fast_step": False,
+    },
+    # the new settings with the old OpenMP wait policy: what the code alone gains (--lora-runs to time it)
     "lora-new-passive": {
         "lora_dropout": 0.0,
         "batch_size": 8,
         "accumulation": 1,
         "attention": "eager",
         "wait": "PASSIVE",
+        "fast_step": True,
+    },
+    # the new settings with the model's own loss and PEFT's input cast: what training.fast_step gains
+    "lora-new-plain-step": {
+        "lora_dropout": 0.0,
+        "batch_size": 8,
+        "accumulation": 1,
+        "attention": "eager",
+        "wait": "ACTIVE",
+        "fast_step": False,
     },
 }
 LORA = {
@@ -130,9 +158,12 @@ def ours(
     lora_dropout: float | None = None,
     learning_rate: float = OPTIM["lr"],
     attention: str = "sdpa",
+    fast_step: bool = True,
 ) -> tuple[int, float, float]:
     """TRL SFTTrainer through our config and trainer: (tokens, seconds) of the steps after the first, last loss.
-    ``lora_dropout`` set: LoRA (``LORA``) with that dropout, as the quickstart's recipe trains."""
+    ``lora_dropout`` set: LoRA (``LORA``) with that dropout, as the quickstart's recipe trains.
+    ``fast_step`` False: the step as it ran before llm4es_hf.training.fast_step (the model's own loss
+    over full logits, PEFT's cast of each adapter's input to fp32)."""
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, TrainerCallback
 
@@ -182,6 +213,11 @@ def ours(
             callbacks=[StepClock()],
             peft_config=peft,
         )
+        if not fast_step:
+            trainer.loss_head = None
+            for module in trainer.model.modules():
+                if hasattr(module, "cast_input_dtype_enabled"):
+                    module.cast_input_dtype_enabled = True
         trainer.train()
         losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
         (first_end, first_tokens), (last_end, last_tokens) = marks[0], marks[-1]
@@ -248,8 +284,9 @@ def lora_main(args: argparse.Namespace) -> None:
             accumulation=settings["accumulation"],
             lora_dropout=settings["lora_dropout"],
             attention=settings["attention"],
+            fast_step=settings["fast_step"],
             steps=steps + 1,
-            bf16=cpu_has_native_bf16(),
+            bf16=args.precision == "auto" and cpu_has_native_bf16(),
             learning_rate=1e-3,
         )
         print(json.dumps({"tokens": tokens, "seconds": seconds, "loss": loss, "peak_rss_mb": peak_rss_mb()}))
@@ -257,7 +294,7 @@ def lora_main(args: argparse.Namespace) -> None:
     config = AutoConfig.from_pretrained(model_path)
     lengths = np.array([len(r) for r in rows])
     flops = lora_flops_per_token(config, float((lengths + 1).mean() / 2))
-    precision = "bf16" if cpu_has_native_bf16() else "fp32"
+    precision = "bf16" if args.precision == "auto" and cpu_has_native_bf16() else "fp32"
     print(
         f"hardware: {describe()}; precision {precision}; {args.model}, LoRA r 16 on 7 projections; {steps} timed steps "
         f"(+1 warm-up) of {per_step} viewers x ~{int(lengths.mean())} tokens; {flops / 1e9:.3f} GFLOP per token"
@@ -266,6 +303,7 @@ def lora_main(args: argparse.Namespace) -> None:
     for key in args.lora_runs:
         settings = LORA_CONFIGS[key]
         command = [sys.executable, __file__, "--lora", "--only", key, "--steps", str(steps), "--model", args.model]
+        command += ["--precision", args.precision]
         env = {**os.environ, "OMP_WAIT_POLICY": settings["wait"]}  # read once, when libgomp starts
         done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         if done.returncode != 0:
@@ -274,16 +312,18 @@ def lora_main(args: argparse.Namespace) -> None:
         run = results[key]
         print(
             f"  {key}: dropout {settings['lora_dropout']}, {settings['batch_size']} x {settings['accumulation']}, "
-            f"{settings['attention']} attention, OMP_WAIT_POLICY={settings['wait']}: "
+            f"{settings['attention']} attention, OMP_WAIT_POLICY={settings['wait']}, "
+            f"{'fast step' if settings['fast_step'] else 'plain step'}: "
             f"{run['seconds']:.1f} s, {run['tokens'] / run['seconds']:.1f} tokens/s, loss after {steps + 1} steps "
             f"{run['loss']:.4f}, peak RSS {run['peak_rss_mb']:,.0f} MB",
             flush=True,
         )
     gemm_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     gemm = gemm_gflops(2048, config.hidden_size, config.intermediate_size, dtype=gemm_dtype)
+    gemm_fp32 = gemm if gemm_dtype == torch.float32 else gemm_gflops(2048, config.hidden_size, config.intermediate_size)
     speed = {key: run["tokens"] / run["seconds"] for key, run in results.items()}
     shape = f"(2048 x {config.hidden_size}) @ ({config.hidden_size} x {config.intermediate_size})"
-    print(f"torch {precision} GEMM at {shape}: {gemm:.1f} GFLOP/s")
+    print(f"torch {precision} GEMM at {shape}: {gemm:.1f} GFLOP/s; fp32: {gemm_fp32:.1f} GFLOP/s")
     report(
         benchmark="train-lora",
         unit="tokens/s",
@@ -299,8 +339,13 @@ def lora_main(args: argparse.Namespace) -> None:
         gemm_precision=precision,
         lora_gemm_fraction=round(flops * speed["lora-new"] / 1e9 / gemm, 3),
         lora_gemm_fraction_before=round(flops * speed["lora-old"] / 1e9 / gemm, 3),
+        gemm_fp32_gflops=round(gemm_fp32, 1),
+        lora_gemm_fraction_of_fp32_gemm=round(flops * speed["lora-new"] / 1e9 / gemm_fp32, 3),
         lora_speedup_same_wait_policy=round(speed["lora-new-passive"] / speed["lora-old"], 2)
         if "lora-new-passive" in speed
+        else None,
+        fast_step_speedup=round(speed["lora-new"] / speed["lora-new-plain-step"], 2)
+        if "lora-new-plain-step" in speed
         else None,
         settings={key: LORA_CONFIGS[key] for key in results},
         loss_new=round(results["lora-new"]["loss"], 4),
@@ -329,6 +374,12 @@ def main() -> None:
         default=["lora-new", "lora-old"],
         choices=list(LORA_CONFIGS),
         help="--lora: which settings to time (lora-new and lora-old always)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32"],
+        default="auto",
+        help="--lora: auto (bf16 autocast where the CPU has native bf16, as training chooses) or fp32",
     )
     parser.add_argument("--only", choices=[*CONFIGS, *LORA_CONFIGS], help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -66,7 +66,7 @@ DEFAULT_SCHEMAS = {"movielens": "movielens_compact"}
 FOLDS = 5
 # The downstream model each classical set is read with when LLM4ES is added to it: its strongest here.
 ADDED_TO = {"aggregates": "lightgbm", "bag": "logreg"}
-LORA_STEP_COST = 4.0  # a LoRA step's time per token over a forward's (measured: 171 against ~700 tokens/s)
+LORA_STEP_COST = 1.0  # a LoRA step's time per token over a frozen forward+backward's (see time_passes)
 
 
 @dataclass
@@ -221,17 +221,37 @@ def embedding_tokens(corpus_dir: Path, embed_tokens: int) -> tuple[int, int]:
     return len(lengths), int(lengths.clip(upper_bound=embed_tokens).sum())
 
 
-def time_forward(model: str, *, batch: int = 4, length: int = 256) -> tuple[float, int]:
-    """Tokens per second of one forward pass of ``model`` on this machine (timed after a warm-up: the
-    unit of the run's estimate) and the model's layer count."""
+@dataclass
+class MachineRates:
+    """What the plan's estimates are made of, measured on this machine with the run's model."""
+
+    forward: float  # tokens/s of an inference forward: the embedding's unit
+    training: float  # tokens/s of a forward and backward through the frozen weights: a LoRA step's bulk
+    num_layers: int
+
+
+def time_passes(model: str, *, batch: int = 4, length: int = 256) -> MachineRates:
+    """Time one forward of ``model`` (inference, as the embedding runs it) and one forward and
+    backward through its frozen weights (what a LoRA step costs but for the adapters' thin
+    matmuls), in the precision this machine computes in, each after a short warm-up: one load."""
     _, network, _ = load_model(model, dtype=pick_dtype())
+    network.requires_grad_(False)
     ids = torch.randint(0, network.config.vocab_size, (batch, length))
     with torch.inference_mode():
         network(ids[:, :16])
         start = time.perf_counter()
         network(ids)
-        seconds = time.perf_counter() - start
-    return batch * length / max(seconds, 1e-6), network.config.num_hidden_layers
+        forward = batch * length / max(time.perf_counter() - start, 1e-6)
+    embeddings = network.get_input_embeddings()(ids).detach().requires_grad_()
+
+    def step(tokens: int) -> None:
+        network(inputs_embeds=embeddings[:, :tokens], labels=ids[:, :tokens]).loss.backward()
+
+    step(16)
+    start = time.perf_counter()
+    step(length)
+    training = batch * length / max(time.perf_counter() - start, 1e-6)
+    return MachineRates(forward=forward, training=training, num_layers=network.config.num_hidden_layers)
 
 
 def minutes(seconds: float) -> str:
@@ -297,15 +317,16 @@ def quickstart(config: QuickstartConfig) -> dict:
     steps, train_users, train_tokens = training_plan(config, corpus_dir)
     global_batch = config.batch_size * config.gradient_accumulation_steps
     users, tokens = embedding_tokens(corpus_dir, config.embed_tokens)
-    rate, num_layers = time_forward(config.model)
-    layer_end = config.layer_end or early_layer_end(num_layers)
+    rates = time_passes(config.model)
+    layer_end = config.layer_end or early_layer_end(rates.num_layers)
     passes = 2 if config.frozen_baseline else 1
     console.print(
         f"plan: fine-tune {steps} steps x {global_batch} of the {train_users:,} train users x {config.max_tokens} "
         f"tokens ({train_tokens:,} tokens, "
-        f"{minutes(train_tokens * LORA_STEP_COST / rate)}), then embed {users:,} users ({tokens:,} tokens, "
-        f"{passes} pass{'es' if passes > 1 else ''}, {minutes(passes * tokens * layer_end / num_layers / rate)}); "
-        f"estimated from one forward timed here at {rate:,.0f} tokens/s"
+        f"{minutes(train_tokens * LORA_STEP_COST / rates.training)}), then embed {users:,} users ({tokens:,} tokens, "
+        f"{passes} pass{'es' if passes > 1 else ''}, "
+        f"{minutes(passes * tokens * layer_end / rates.num_layers / rates.forward)}); estimated from passes timed "
+        f"here: forward {rates.forward:,.0f} tokens/s, forward and backward {rates.training:,.0f} tokens/s"
     )
     console.rule(
         f"[bold]3. Fine-tune {config.model} ({recipe.parent.name}/{recipe.name}): {steps} steps x {global_batch} users "

@@ -27,6 +27,7 @@ from ..cards import write_model_card
 from ..errors import Llm4esError
 from ..hardware import process_state, training_precision
 from ..models import load_model
+from .fast_step import NO_LOGITS, chunked_loss_head, linear_cross_entropy, skip_adapter_input_cast
 
 
 @dataclass
@@ -215,9 +216,10 @@ class LLM4ESSFTConfig(SFTConfig):
     fused_lm_head: bool | None = field(
         default=None,
         metadata={
-            "help": "score the loss with TRL's chunked LM head (no full logits in memory; logs entropy and token "
-            "accuracy). Unset: on with a GPU, off on CPU, where it recomputes the head in fp32 and a training step "
-            "runs 1.2-1.4x slower than with the model's own loss (benchmarks/train.py)"
+            "help": "score the loss with TRL's chunked LM head (logs entropy and token accuracy). Unset: on with a "
+            "GPU; off on CPU, where it recomputes the head in fp32 and a training step runs 1.2-1.4x slower "
+            "(benchmarks/train.py): there the loss is ours, chunked too, with the model's own numbers "
+            "(llm4es_hf.training.fast_step)"
         },
     )
 
@@ -234,21 +236,40 @@ class LLM4ESSFTConfig(SFTConfig):
 
 
 class LLM4ESSFTTrainer(SFTTrainer):
-    """TRL's SFTTrainer, with the model's own next-token loss where the fused LM head is off.
+    """TRL's SFTTrainer, with a cheaper loss where the fused LM head is off (the CPU default).
 
     TRL 1.x always scores the loss through its chunked LM head. Without Triton (on CPU) that head
     runs as torch ops, recomputes every vocabulary tile in the backward and does its gradient GEMMs
     in fp32: a SmolLM2-135M step (whose head is a third of its FLOPs) took 1.4x as long as with the
-    model's plain bf16 forward. ``fused_lm_head=False`` takes the plain path (transformers'
-    ``Trainer.compute_loss``: same loss, same token-weighted gradient accumulation); the cost is the
-    full logits in memory and no entropy / token-accuracy logs.
+    model's plain bf16 forward. ``fused_lm_head=False`` scores the model's own loss (same numbers,
+    same token-weighted gradient accumulation) without its full logits, with
+    ``fast_step.linear_cross_entropy`` where the output head is a plain linear layer and through
+    the model's own loss elsewhere; neither logs entropy or token accuracy. Under autocast the LoRA
+    adapters' inputs skip PEFT's round trip to fp32 (``fast_step.skip_adapter_input_cast``).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        self.loss_head = None if self.args.fused_lm_head else chunked_loss_head(unwrapped)
+        if self.args.bf16 or self.args.fp16:  # trained under autocast
+            skip_adapter_input_cast(unwrapped)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
         if getattr(self.args, "fused_lm_head", True):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs["use_cache"] = False
-        return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+        if self.loss_head is None or return_outputs or "labels" not in inputs:
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels")
+        no_logits = NO_LOGITS.to(labels.device)
+        outputs = model(**inputs, logits_to_keep=no_logits, output_hidden_states=True)
+        dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
+        hidden = outputs.hidden_states[-1]
+        loss = linear_cross_entropy(hidden, self.loss_head.weight, labels, num_items_in_batch, dtype=dtype)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss: the count spans every process
+        return loss
 
 
 class ThroughputCallback(TrainerCallback):
