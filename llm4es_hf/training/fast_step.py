@@ -55,7 +55,9 @@ class LinearCrossEntropy(torch.autograd.Function):
         ctx.weight_dtype = weight.dtype
         head = weight.to(dtype)
         grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32) if weight.requires_grad else None
+        grad_weight = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if weight.requires_grad else None
+        )
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         scale = 1.0 / normalizer.to(torch.float32)
         with torch.autocast(hidden.device.type, enabled=False):
