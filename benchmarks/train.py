@@ -59,18 +59,13 @@ from llm4es_hf.hardware import cpu_has_native_bf16, describe  # noqa: E402
 from llm4es_hf.models import load_tokenizer
 from llm4es_hf.serialize import Serializer  # noqa: E402
 from llm4es_hf.sources import load_source  # noqa: E402
+from llm4es_hf.training.fast_step import skip_adapter_input_cast  # noqa: E402
 from llm4es_hf.training.sft import LLM4ESSFTConfig, tokenize_for_lm  # noqa: E402
 
 CONFIGS = ("hand", "hand-micro", "padded", "packed", "grouped", "micro", "fp32", "fused")
+LORA_NEW = {"lora_dropout": 0.0, "batch_size": 8, "accumulation": 1, "attention": "eager", "wait": "ACTIVE"}
 LORA_CONFIGS = {  # the quickstart's LoRA step: now, and as the recipe and `make quickstart` shipped before
-    "lora-new": {
-        "lora_dropout": 0.0,
-        "batch_size": 8,
-        "accumulation": 1,
-        "attention": "eager",
-        "wait": "ACTIVE",
-        "fast_step": True,
-    },
+    "lora-new": {**LORA_NEW, "fast_step": True},
     "lora-old": {
         "lora_dropout": 0.05,
         "batch_size": 4,
@@ -80,23 +75,9 @@ LORA_CONFIGS = {  # the quickstart's LoRA step: now, and as the recipe and `make
         "fast_step": False,
     },
     # the new settings with the old OpenMP wait policy: what the code alone gains (--lora-runs to time it)
-    "lora-new-passive": {
-        "lora_dropout": 0.0,
-        "batch_size": 8,
-        "accumulation": 1,
-        "attention": "eager",
-        "wait": "PASSIVE",
-        "fast_step": True,
-    },
+    "lora-new-passive": {**LORA_NEW, "wait": "PASSIVE", "fast_step": True},
     # the new settings with the model's own loss and PEFT's input cast: what training.fast_step gains
-    "lora-new-plain-step": {
-        "lora_dropout": 0.0,
-        "batch_size": 8,
-        "accumulation": 1,
-        "attention": "eager",
-        "wait": "ACTIVE",
-        "fast_step": False,
-    },
+    "lora-new-plain-step": {**LORA_NEW, "fast_step": False},
 }
 LORA = {
     "r": 16,
@@ -215,9 +196,7 @@ def ours(
         )
         if not fast_step:
             trainer.loss_head = None
-            for module in trainer.model.modules():
-                if hasattr(module, "cast_input_dtype_enabled"):
-                    module.cast_input_dtype_enabled = True
+            skip_adapter_input_cast(trainer.model, skip=False)
         trainer.train()
         losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
         (first_end, first_tokens), (last_end, last_tokens) = marks[0], marks[-1]
@@ -273,6 +252,7 @@ def lora_main(args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(args.model)
     rows = lora_rows(tokenizer, args.max_length or 257, per_step * (steps + 1))
     model_path = resolve_model(args.model)
+    bf16 = args.precision == "auto" and cpu_has_native_bf16()  # what training chooses, unless fp32 is asked
     if args.only:
         settings = LORA_CONFIGS[args.only]
         dataset = datasets.Dataset.from_dict({"input_ids": rows})
@@ -286,7 +266,7 @@ def lora_main(args: argparse.Namespace) -> None:
             attention=settings["attention"],
             fast_step=settings["fast_step"],
             steps=steps + 1,
-            bf16=args.precision == "auto" and cpu_has_native_bf16(),
+            bf16=bf16,
             learning_rate=1e-3,
         )
         print(json.dumps({"tokens": tokens, "seconds": seconds, "loss": loss, "peak_rss_mb": peak_rss_mb()}))
@@ -294,7 +274,7 @@ def lora_main(args: argparse.Namespace) -> None:
     config = AutoConfig.from_pretrained(model_path)
     lengths = np.array([len(r) for r in rows])
     flops = lora_flops_per_token(config, float((lengths + 1).mean() / 2))
-    precision = "bf16" if args.precision == "auto" and cpu_has_native_bf16() else "fp32"
+    precision = "bf16" if bf16 else "fp32"
     print(
         f"hardware: {describe()}; precision {precision}; {args.model}, LoRA r 16 on 7 projections; {steps} timed steps "
         f"(+1 warm-up) of {per_step} viewers x ~{int(lengths.mean())} tokens; {flops / 1e9:.3f} GFLOP per token"

@@ -149,7 +149,8 @@ def test_sft_trainer_takes_the_chunked_loss_on_cpu(tmp_path, tiny_model, tiny_co
     calls = []
 
     def counting(*args, **kwargs):
-        calls.append((args[0].shape, kwargs.get("dtype")))
+        autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        calls.append((args[0].shape, autocast))  # the dtype the chunked loss's matmuls run in
         return linear_cross_entropy(*args, **kwargs)
 
     monkeypatch.setattr(sft, "linear_cross_entropy", counting)
@@ -164,3 +165,12 @@ def test_sft_trainer_takes_the_chunked_loss_on_cpu(tmp_path, tiny_model, tiny_co
     dtype = torch.bfloat16 if bf16 == "true" else None
     assert len(calls) == 2 and all(shape[0] == 2 and shape[-1] == 32 and kind == dtype for shape, kind in calls)
     assert fast_step.NO_LOGITS.numel() == 0
+
+
+def test_skip_false_restores_peft_cast():
+    """benchmarks/train.py times the step as it ran before by turning PEFT's cast back on."""
+    model = lora_model()
+    skip_adapter_input_cast(model)
+    assert skip_adapter_input_cast(model, skip=False) == 14
+    flags = [m.cast_input_dtype_enabled for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+    assert flags and all(flags)

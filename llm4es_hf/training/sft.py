@@ -264,9 +264,8 @@ class LLM4ESSFTTrainer(SFTTrainer):
         labels = inputs.pop("labels")
         no_logits = NO_LOGITS.to(labels.device)
         outputs = model(**inputs, logits_to_keep=no_logits, output_hidden_states=True)
-        dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
-        hidden = outputs.hidden_states[-1]
-        loss = linear_cross_entropy(hidden, self.loss_head.weight, labels, num_items_in_batch, dtype=dtype)
+        with self.accelerator.autocast():  # accelerate autocasts the model's forward only; the loss follows it
+            loss = linear_cross_entropy(outputs.hidden_states[-1], self.loss_head.weight, labels, num_items_in_batch)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss: the count spans every process
         return loss
