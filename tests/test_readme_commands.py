@@ -34,6 +34,7 @@ SKIPS: list[tuple[str, str]] = [
         r"^make (quickstart|test)\b",
         "the README's two commands: this suite is `make test`; test_quickstart.py runs the quickstart",
     ),
+    (r"^make setup\b", "the set-up: this suite already runs inside it"),
     (r"\.\.\.", "an elided example line"),
     (r"^vllm\b", "needs a GPU inference server (vLLM)"),
     (r"--backend openai", "needs an OpenAI-compatible server (test_enrich.py runs it against a fake one)"),
