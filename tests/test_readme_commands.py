@@ -3,10 +3,10 @@
 Every line of the fenced shell blocks (and every Python block) of README.md, then of each
 recipes/*/README.md, then of docs/*.md, runs in that order in one folder where nothing is built
 yet (no corpus, no model: the README's first line builds them), with the smallest budgets its
-command line allows (BUDGETS, appended to the line). A line that already ran, word for word, is
-not run twice. Lines that need the network, a GPU or a server that runs until stopped are skipped
-by name, with the reason (SKIPS). The test reads the files: when a line changes there, the test
-runs the new line.
+command line allows (BUDGETS, appended to the line). A line that already ran, word for word (with
+or without the ``.venv/bin/`` before its command), is not run twice. Lines that need the network,
+a GPU or a server that runs until stopped are skipped by name, with the reason (SKIPS). The test
+reads the files: when a line changes there, the test runs the new line.
 """
 
 from __future__ import annotations
@@ -118,9 +118,13 @@ def skip_reason(line: str) -> str | None:
     return next((reason for pattern, reason in SKIPS if re.search(pattern, line)), None)
 
 
+def command_of(line: str) -> str:
+    """The command a line runs, however it spells the path to it (``.venv/bin/llm4es`` or ``llm4es``)."""
+    return re.sub(r"^\.venv/bin/", "", line)
+
+
 def budget(line: str) -> list[str]:
-    command = re.sub(r"^\.venv/bin/", "", line)
-    return [arg for pattern, extra in BUDGETS if re.search(pattern, command) for arg in extra]
+    return [arg for pattern, extra in BUDGETS if re.search(pattern, command_of(line)) for arg in extra]
 
 
 CASES = [
@@ -153,7 +157,7 @@ def work(tmp_path_factory) -> Path:
     return folder
 
 
-RAN: dict[str, str] = {}  # line -> where it ran first
+RAN: dict[str, str] = {}  # command (command_of) -> where it ran first
 
 
 def environment(work: Path) -> dict[str, str]:
@@ -192,10 +196,11 @@ def check_outputs(line: str, work: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("readme", "index", "line"), CASES)
 def test_readme_line(readme: Path, index: int, line: str, work: Path) -> None:
-    reason = skip_reason(line) or (f"ran already as {RAN[line]}" if line in RAN else None)
+    command_line = command_of(line)
+    reason = skip_reason(line) or (f"ran already as {RAN[command_line]}" if command_line in RAN else None)
     if reason:
         pytest.skip(reason)
-    RAN[line] = f"{readme.relative_to(ROOT)} line {index + 1}"
+    RAN[command_line] = f"{readme.relative_to(ROOT)} line {index + 1}"
     env = environment(work)
     command = [env["HOME"] + arg[1:] if arg.startswith("~/") else arg for arg in shlex.split(line)] + budget(line)
     result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=900)
